@@ -1,0 +1,307 @@
+//! Map keys and values. See the crate docs for the layout rules every type follows.
+
+/// A source or prefix address: 16 bytes, network order, IPv4 as IPv4-mapped IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AddrKey {
+    pub addr: [u8; 16],
+}
+
+/// Key of the `BANS` map: a source (`prefix_len` 128) or a prefix (masked address and
+/// its mapped length) is banned. The length is in the key because a prefix's network
+/// address is also a valid host address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BanKey {
+    pub addr: [u8; 16],
+    /// Mapped prefix length (IPv4 /24 is 120).
+    pub prefix_len: u32,
+    pub _pad: u32,
+}
+
+/// Key of the `PORTS` scope hash. `port` is host order; port 0 with a protocol
+/// means "every port of this protocol".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortKey {
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    pub proto: u16,
+    pub port: u16,
+}
+
+/// A token bucket in GCRA form (generic cell rate algorithm): the state is one
+/// "theoretical arrival time" per bucket, updated with compare-and-swap.
+///
+/// `interval_fp` is the time one unit (packet, byte or SYN) costs, in nanoseconds
+/// shifted left by [`FP_SHIFT`] so byte rates of gigabytes per second keep
+/// precision. `tolerance_ns` is `burst * interval`: how far ahead of now the
+/// arrival time may run. `interval_fp == 0` means the limit is off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rate {
+    pub interval_fp: u64,
+    pub tolerance_ns: u64,
+}
+
+/// Fixed-point shift of [`Rate::interval_fp`].
+pub const FP_SHIFT: u32 = 16;
+
+impl Rate {
+    pub const OFF: Rate = Rate {
+        interval_fp: 0,
+        tolerance_ns: 0,
+    };
+
+    /// `rate` units per `per_ns` nanoseconds, allowing `burst` units at once.
+    /// Returns `OFF` for a zero rate.
+    pub const fn new(rate: u64, per_ns: u64, burst: u64) -> Rate {
+        if rate == 0 {
+            return Rate::OFF;
+        }
+        // (per_ns << 16) / rate: per_ns is at most days (< 2^47 ns), so the shift fits.
+        let interval_fp = (per_ns << FP_SHIFT) / rate;
+        let interval_fp = if interval_fp == 0 { 1 } else { interval_fp };
+        let tolerance_ns = ((burst as u128 * interval_fp as u128) >> FP_SHIFT) as u64;
+        Rate {
+            interval_fp,
+            tolerance_ns,
+        }
+    }
+
+    pub const fn is_on(&self) -> bool {
+        self.interval_fp != 0
+    }
+}
+
+/// A long-window quota: at most `limit` packets per fixed window of `window_ns`.
+/// `limit == 0` means off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u64,
+    pub window_ns: u64,
+}
+
+/// `Policy::flags`: the rule is in monitor mode (decide, count, but pass).
+pub const POLICY_MONITOR: u32 = 1;
+
+/// The limits applied to a source. Slot 0 of `POLICIES` is the default policy;
+/// rules (matched by LPM on the source) point at other slots.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub packets: Rate,
+    pub bytes: Rate,
+    pub syn: Rate,
+    pub quota: Quota,
+    pub prefix_packets: Rate,
+    pub prefix_syn: Rate,
+    pub prefix_quota: Quota,
+    /// Ban length for a source over a per-source limit (0: drop only the excess).
+    pub ban_ns: u64,
+    /// Ban length for a prefix over a per-prefix limit (0: drop only the excess).
+    pub prefix_ban_ns: u64,
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// `Settings::flags`: global monitor mode.
+pub const SETTINGS_MONITOR: u32 = 1;
+/// `Settings::flags`: drop malformed IP packets instead of passing them (fail-closed).
+pub const SETTINGS_DROP_MALFORMED: u32 = 2;
+/// `Settings::flags`: only traffic matching `PORTS` counts toward limits.
+pub const SETTINGS_PORTS_SCOPED: u32 = 4;
+/// `Settings::flags`: the policy has been written; until then the program passes
+/// everything it sees (counted as `ok`) rather than enforcing zeroed limits.
+pub const SETTINGS_READY: u32 = 8;
+
+/// Global settings, slot 0 of the `SETTINGS` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub flags: u32,
+    /// Prefix length used to aggregate IPv4 sources (e.g. 24).
+    pub prefix_v4: u32,
+    /// Prefix length used to aggregate IPv6 sources (e.g. 64).
+    pub prefix_v6: u32,
+    /// Ban escalation factor for repeat offenders (1: no escalation).
+    pub ban_factor: u32,
+    /// Longest ban escalation may reach.
+    pub ban_max_ns: u64,
+    /// An offender with no ban for this long starts over at the base duration.
+    pub ban_forget_ns: u64,
+    /// Source inserts (see `GlobalState::source_inserts`) above which the source
+    /// map counts as under eviction pressure.
+    pub pressure_threshold: u64,
+    /// Global budget for first-seen sources while under eviction pressure.
+    pub new_source_budget: Rate,
+    /// Rate limit on ban events sent to userspace.
+    pub event_rate: Rate,
+}
+
+/// Per-source (and per-prefix) state in the `SOURCES` / `PREFIXES` LRU maps.
+/// All fields are updated with atomic operations; see the program's bucket module.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackState {
+    pub packets_tat: u64,
+    pub bytes_tat: u64,
+    pub syn_tat: u64,
+    pub quota_start_ns: u64,
+    pub quota_used: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub drops: u64,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+}
+
+/// A ban (value of `BANS`). Kept after it expires so repeat offences escalate;
+/// the program ignores an entry whose `until_ns` has passed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ban {
+    /// `bpf_ktime_get_ns` time the ban ends.
+    pub until_ns: u64,
+    pub duration_ns: u64,
+    pub banned_at_ns: u64,
+    pub offenses: u32,
+    /// The [`crate::Reason`] that triggered the ban.
+    pub reason: u32,
+}
+
+/// Value of the `BLOCK` trie. `expires_ns == 0`: permanent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockEntry {
+    pub expires_ns: u64,
+}
+
+/// Packets and bytes, one slot of the per-CPU `COUNTERS` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Shared global state, slot 0 of `GLOBAL_STATE`, updated with atomics.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalState {
+    /// Sources inserted into `SOURCES`. The LRU map cannot report evictions, so
+    /// the program counts inserts; userspace resets this to the real entry count
+    /// when it ages out idle sources. Above `Settings::pressure_threshold` every
+    /// insert evicts someone: the map is under eviction pressure.
+    pub source_inserts: u64,
+    /// Prefixes inserted into `PREFIXES` (same meaning).
+    pub prefix_inserts: u64,
+    /// GCRA state of the new-source budget.
+    pub new_source_tat: u64,
+    /// GCRA state of the ban-event rate limit.
+    pub event_tat: u64,
+    /// Ban events not sent because of the event rate limit.
+    pub events_suppressed: u64,
+    /// Ban events lost because the ring buffer was full.
+    pub events_lost: u64,
+    /// Times a compare-and-swap lost to another CPU repeatedly (see bucket module).
+    pub cas_exhausted: u64,
+    /// Map updates that failed (for example a full map).
+    pub map_update_errors: u64,
+}
+
+/// `Event::kind`: a source or prefix was banned.
+pub const EVENT_BAN: u32 = 1;
+
+/// A record in the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    pub kind: u32,
+    /// The [`crate::Reason`] of the limit that was exceeded.
+    pub reason: u32,
+    pub addr: [u8; 16],
+    /// Mapped prefix length (128 for a single source).
+    pub prefix_len: u32,
+    pub offenses: u32,
+    pub duration_ns: u64,
+    /// Observed packet rate of the offender since first seen (packets/s).
+    pub observed_pps: u64,
+    pub time_ns: u64,
+}
+
+/// Slot 0 of `META`: the layout version the maps were created with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub layout_version: u32,
+    pub _pad: u32,
+    /// Capacity the maps were created with (so a restart can tell a resize).
+    pub source_capacity: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY (for every impl below): each type is `repr(C)`, `Copy`, made only of
+    // integers and byte arrays, with explicit padding fields, so every bit pattern
+    // is valid and there are no uninitialised bytes.
+    macro_rules! pod {
+        ($($t:ty),* $(,)?) => {
+            $(
+                // SAFETY: see the module comment.
+                unsafe impl aya::Pod for $t {}
+            )*
+        };
+    }
+    pod!(
+        super::AddrKey,
+        super::BanKey,
+        super::PortKey,
+        super::Rate,
+        super::Quota,
+        super::Policy,
+        super::Settings,
+        super::TrackState,
+        super::Ban,
+        super::BlockEntry,
+        super::Counter,
+        super::GlobalState,
+        super::Event,
+        super::Meta,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn sizes_have_no_hidden_padding() {
+        assert_eq!(size_of::<AddrKey>(), 16);
+        assert_eq!(size_of::<BanKey>(), 24);
+        assert_eq!(size_of::<PortKey>(), 4);
+        assert_eq!(size_of::<Rate>(), 16);
+        assert_eq!(size_of::<Quota>(), 16);
+        assert_eq!(size_of::<Policy>(), 7 * 16 + 8 + 8 + 8);
+        assert_eq!(size_of::<Settings>(), 16 + 24 + 32);
+        assert_eq!(size_of::<TrackState>(), 80);
+        assert_eq!(size_of::<Ban>(), 32);
+        assert_eq!(size_of::<Event>(), 8 + 16 + 8 + 24);
+        assert_eq!(size_of::<Meta>(), 16);
+    }
+
+    #[test]
+    fn rate_interval_and_tolerance() {
+        // 1000 packets per second: 1 ms per packet, burst 2000 = 2 s ahead.
+        let r = Rate::new(1000, 1_000_000_000, 2000);
+        assert_eq!(r.interval_fp >> FP_SHIFT, 1_000_000);
+        assert_eq!(r.tolerance_ns, 2_000_000_000);
+        assert!(!Rate::new(0, 1, 1).is_on());
+        // 1 GiB/s keeps sub-nanosecond precision per byte.
+        let b = Rate::new(1 << 30, 1_000_000_000, 1 << 30);
+        assert!(b.interval_fp > 0);
+        let per_gib = ((1u128 << 30) * b.interval_fp as u128) >> FP_SHIFT;
+        assert!((per_gib as i128 - 1_000_000_000).abs() < 1_000_000);
+    }
+}

@@ -1,0 +1,70 @@
+//! Types shared by the floodgate XDP program and its userspace.
+//!
+//! Every map key and value crosses the kernel/user boundary as raw bytes, so each
+//! type here is `#[repr(C)]`, `Copy`, and laid out with explicit padding fields:
+//! hidden padding would be uninitialised memory in a map key (two equal keys
+//! hashing differently) and would make the layout depend on the compiler.
+//! Flags are `u32`, never `bool`, for the same reason.
+//!
+//! Addresses are stored as 16 bytes in network order. IPv4 addresses are
+//! IPv4-mapped IPv6 (`::ffff:a.b.c.d`), so one map and one LPM trie serve both
+//! families; an IPv4 `/24` is the mapped prefix `/120`.
+#![no_std]
+
+pub mod layout;
+pub mod reason;
+
+pub use layout::*;
+pub use reason::{COUNTER_SLOTS, Reason, Verdict, counter_index};
+
+/// Bumped whenever a map's key or value layout, or a map's meaning, changes.
+/// Stored in the `META` map so a daemon never adopts pinned maps it would misread.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Map names, shared so userspace and the program cannot disagree.
+pub mod maps {
+    pub const META: &str = "META";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const POLICIES: &str = "POLICIES";
+    pub const RULES: &str = "RULES";
+    pub const BLOCK: &str = "BLOCK";
+    pub const ALLOW: &str = "ALLOW";
+    pub const PORTS: &str = "PORTS";
+    pub const SOURCES: &str = "SOURCES";
+    pub const PREFIXES: &str = "PREFIXES";
+    pub const BANS: &str = "BANS";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const GLOBAL_STATE: &str = "GLOBAL_STATE";
+    pub const EVENTS: &str = "EVENTS";
+
+    /// Every map the program defines; pinned and adopted as a set.
+    pub const ALL: [&str; 13] = [
+        META,
+        SETTINGS,
+        POLICIES,
+        RULES,
+        BLOCK,
+        ALLOW,
+        PORTS,
+        SOURCES,
+        PREFIXES,
+        BANS,
+        COUNTERS,
+        GLOBAL_STATE,
+        EVENTS,
+    ];
+}
+
+/// Name of the XDP program in the object.
+pub const PROGRAM_NAME: &str = "floodgate";
+
+/// Capacity of the policy array: slot 0 is the default policy, rules follow.
+pub const MAX_POLICIES: u32 = 16_384;
+/// Capacity of each LPM trie (allow, block, rules) unless configured otherwise.
+pub const DEFAULT_LIST_CAPACITY: u32 = 262_144;
+/// Capacity of the port-scope hash.
+pub const MAX_PORTS: u32 = 1024;
+/// Default LRU capacities.
+pub const DEFAULT_SOURCE_CAPACITY: u32 = 1_000_000;
+/// Size of the ban-event ring buffer in bytes (power of two, page multiple).
+pub const EVENTS_BYTES: u32 = 256 * 1024;

@@ -1,0 +1,521 @@
+//! The decision: block list → allow list → bans → limits → pass, with accounting.
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::lpm_trie::Key, programs::XdpContext,
+};
+use aya_log_ebpf::info;
+use floodgate_common::{
+    AddrKey, Ban, BanKey, EVENT_BAN, Event, GlobalState, POLICY_MONITOR, Policy, PortKey, Reason,
+    SETTINGS_DROP_MALFORMED, SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED, SETTINGS_READY, Settings,
+    TrackState, Verdict, counter_index,
+};
+
+use crate::{
+    atomic::Cell,
+    bucket::{Take, quota_refund, quota_take, refund, take},
+    maps::{
+        ALLOW, BANS, BLOCK, COUNTERS, EVENTS, GLOBAL_STATE, POLICIES, PORTS, PREFIXES, RULES,
+        SETTINGS, SOURCES,
+    },
+    parse::Packet,
+};
+
+/// Ban escalation stops multiplying after this many offences (bounds the loop-free
+/// multiplication below and keeps durations sane before the cap applies).
+const MAX_OFFENSES: u32 = 32;
+
+/// Adds one packet to the per-CPU (verdict, reason) counter. Per-CPU slots are
+/// only touched by their own CPU with preemption off, so plain adds are exact.
+#[inline(always)]
+pub fn count(verdict: Verdict, reason: Reason, len: u64) {
+    if let Some(c) = COUNTERS.get_ptr_mut(counter_index(verdict, reason)) {
+        // SAFETY: the pointer is a live per-CPU map value.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += len;
+        }
+    }
+}
+
+/// Verdict for malformed IP packets: pass (fail-open) unless configured to drop.
+#[inline(always)]
+pub fn malformed_verdict() -> Verdict {
+    match SETTINGS.get(0) {
+        Some(s) if s.flags & SETTINGS_DROP_MALFORMED != 0 => drop_verdict(s.flags & SETTINGS_MONITOR != 0),
+        _ => Verdict::Pass,
+    }
+}
+
+#[inline(always)]
+fn drop_verdict(monitor: bool) -> Verdict {
+    if monitor {
+        Verdict::WouldDrop
+    } else {
+        Verdict::Drop
+    }
+}
+
+/// Masks a 16-byte address to its first `plen` bits (as two u64 halves: BPF has no
+/// 128-bit shifts).
+#[inline(always)]
+fn mask(addr: &[u8; 16], plen: u32) -> [u8; 16] {
+    let hi = u64::from_be_bytes([
+        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+    ]);
+    let lo = u64::from_be_bytes([
+        addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
+    ]);
+    let keep = |bits: u32| -> u64 {
+        if bits == 0 {
+            0
+        } else if bits >= 64 {
+            u64::MAX
+        } else {
+            u64::MAX << (64 - bits)
+        }
+    };
+    let plen = if plen > 128 { 128 } else { plen };
+    let hi = hi & keep(if plen > 64 { 64 } else { plen });
+    let lo = lo & keep(plen.saturating_sub(64));
+    let h = hi.to_be_bytes();
+    let l = lo.to_be_bytes();
+    [
+        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6],
+        l[7],
+    ]
+}
+
+#[inline(always)]
+fn global() -> Option<*mut GlobalState> {
+    GLOBAL_STATE.get_ptr_mut(0)
+}
+
+/// Adds one to a GlobalState counter.
+#[inline(always)]
+fn bump(field: impl FnOnce(*mut GlobalState) -> *mut u64) {
+    if let Some(g) = global() {
+        // SAFETY: a live, aligned u64 inside the GLOBAL_STATE map value.
+        unsafe { Cell::new(field(g)) }.add(1);
+    }
+}
+
+/// True when the ban at `key` is active at `now`. Expired bans stay in the map
+/// (they remember offences for escalation) and are ignored here.
+#[inline(always)]
+fn banned(key: &BanKey, now: u64) -> bool {
+    // SAFETY: the reference is only read within this call.
+    match unsafe { BANS.get(key) } {
+        Some(b) => b.until_ns > now,
+        None => false,
+    }
+}
+
+/// Counts a packet into a source or prefix entry.
+#[inline(always)]
+fn account(s: *mut TrackState, len: u64, now: u64, dropped: bool) {
+    // SAFETY (each block): `s` is a live, aligned map value; fields are u64.
+    unsafe { Cell::new(&raw mut (*s).packets) }.add(1);
+    // SAFETY: as above.
+    unsafe { Cell::new(&raw mut (*s).bytes) }.add(len);
+    // SAFETY: as above.
+    unsafe { Cell::new(&raw mut (*s).last_seen_ns) }.store(now);
+    if dropped {
+        // SAFETY: as above.
+        unsafe { Cell::new(&raw mut (*s).drops) }.add(1);
+    }
+}
+
+/// Draws one first-seen source from the global budget (GCRA shared by all CPUs).
+#[inline(never)]
+fn new_source_allowed(settings: &Settings, now: u64) -> bool {
+    let Some(g) = global() else { return true };
+    // SAFETY: a live, aligned u64 inside the GLOBAL_STATE map value.
+    let tat = unsafe { Cell::new(&raw mut (*g).new_source_tat) };
+    !matches!(take(tat, &settings.new_source_budget, 1, now), Take::Over)
+}
+
+/// Looks up the source's entry, inserting a fresh one for a first-seen source.
+/// Under eviction pressure a first-seen source must first draw on the global
+/// budget: `Err(())` when it is spent (the source is not inserted, so a spoofed
+/// flood cannot churn the map).
+#[inline(always)]
+fn source_entry(
+    key: &AddrKey,
+    settings: &Settings,
+    now: u64,
+) -> Result<Option<*mut TrackState>, ()> {
+    if let Some(p) = SOURCES.get_ptr_mut(key) {
+        return Ok(Some(p));
+    }
+    let Some(g) = global() else { return Ok(None) };
+    // SAFETY: a live, aligned u64 inside the GLOBAL_STATE map value.
+    let inserts = unsafe { Cell::new(&raw mut (*g).source_inserts) };
+    if settings.pressure_threshold != 0
+        && inserts.load() >= settings.pressure_threshold
+        && !new_source_allowed(settings, now)
+    {
+        return Err(());
+    }
+    insert_fresh(false, key, now);
+    inserts.add(1);
+    Ok(SOURCES.get_ptr_mut(key))
+}
+
+/// The prefix entry, inserted when missing. Prefix inserts follow admitted
+/// sources, so the source budget bounds them too.
+#[inline(always)]
+fn prefix_entry(key: &AddrKey, now: u64) -> Option<*mut TrackState> {
+    if let Some(p) = PREFIXES.get_ptr_mut(key) {
+        return Some(p);
+    }
+    insert_fresh(true, key, now);
+    bump(|g| {
+        // SAFETY: only forms a field pointer inside the live map value.
+        unsafe { &raw mut (*g).prefix_inserts }
+    });
+    PREFIXES.get_ptr_mut(key)
+}
+
+/// Inserts a zeroed entry first seen at `now` into `PREFIXES` or `SOURCES` (a
+/// flag, not a map reference: subprogram arguments must be scalars or pointers the
+/// verifier can type). BPF_NOEXIST: when another CPU
+/// inserted the same key first, its entry (and its counts) win.
+#[inline(never)]
+fn insert_fresh(prefixes: bool, key: &AddrKey, now: u64) {
+    let fresh = TrackState {
+        first_seen_ns: now,
+        last_seen_ns: now,
+        ..TrackState::default()
+    };
+    let r = if prefixes {
+        PREFIXES.insert(key, &fresh, BPF_NOEXIST as u64)
+    } else {
+        SOURCES.insert(key, &fresh, BPF_NOEXIST as u64)
+    };
+    // -EEXIST (-17) is the lost race above, not an error.
+    if let Err(e) = r
+        && e != -17
+    {
+        bump(|g| {
+            // SAFETY: only forms a field pointer inside the live map value.
+            unsafe { &raw mut (*g).map_update_errors }
+        });
+    }
+}
+
+/// Charges one bucket, remembering the charge for a refund.
+macro_rules! charge {
+    ($field:expr, $rate:expr, $cost:expr, $now:expr) => {{
+        // SAFETY: a live, aligned u64 inside an LRU map value.
+        let tat = unsafe { Cell::new($field) };
+        match take(tat, $rate, $cost, $now) {
+            Take::Ok { charged } => Some((tat, charged)),
+            Take::Contended { charged } => {
+                bump(|g| {
+                    // SAFETY: only forms a field pointer inside the live map value.
+                    unsafe { &raw mut (*g).cas_exhausted }
+                });
+                Some((tat, charged))
+            }
+            Take::Over => None,
+        }
+    }};
+}
+
+/// Runs every limit of `policy` for the packet. Returns the first limit exceeded;
+/// charges made before it are refunded so a refused packet costs nothing.
+#[inline(always)]
+fn limits(
+    policy: &Policy,
+    src: *mut TrackState,
+    pfx: *mut TrackState,
+    pkt: &Packet,
+    len: u64,
+    now: u64,
+) -> Option<Reason> {
+    let syn = pkt.syn;
+    // Per source: packets, bytes, new connections.
+    let Some(p1) = charge!(&raw mut (*src).packets_tat, &policy.packets, 1, now) else {
+        return Some(Reason::RatePackets);
+    };
+    let Some(p2) = charge!(&raw mut (*src).bytes_tat, &policy.bytes, len, now) else {
+        refund(p1.0, p1.1);
+        return Some(Reason::RateBytes);
+    };
+    let p3 = if syn {
+        charge!(&raw mut (*src).syn_tat, &policy.syn, 1, now)
+    } else {
+        Some((p1.0, 0))
+    };
+    let Some(p3) = p3 else {
+        refund(p1.0, p1.1);
+        refund(p2.0, p2.1);
+        return Some(Reason::RateSyn);
+    };
+    let refund_src = || {
+        refund(p1.0, p1.1);
+        refund(p2.0, p2.1);
+        refund(p3.0, p3.1);
+    };
+    // Per prefix: packets, new connections.
+    let Some(q1) = charge!(&raw mut (*pfx).packets_tat, &policy.prefix_packets, 1, now) else {
+        refund_src();
+        return Some(Reason::PrefixRate);
+    };
+    let q2 = if syn {
+        charge!(&raw mut (*pfx).syn_tat, &policy.prefix_syn, 1, now)
+    } else {
+        Some((q1.0, 0))
+    };
+    let Some(q2) = q2 else {
+        refund_src();
+        refund(q1.0, q1.1);
+        return Some(Reason::PrefixSyn);
+    };
+    // Long windows last: a packet refused by a rate limit does not spend quota.
+    // SAFETY (both): live, aligned u64 fields inside LRU map values.
+    let (s_start, s_used) = unsafe {
+        (
+            Cell::new(&raw mut (*src).quota_start_ns),
+            Cell::new(&raw mut (*src).quota_used),
+        )
+    };
+    if !quota_take(s_start, s_used, &policy.quota, now) {
+        refund_src();
+        refund(q1.0, q1.1);
+        refund(q2.0, q2.1);
+        return Some(Reason::Quota);
+    }
+    // SAFETY: as above.
+    let (p_start, p_used) = unsafe {
+        (
+            Cell::new(&raw mut (*pfx).quota_start_ns),
+            Cell::new(&raw mut (*pfx).quota_used),
+        )
+    };
+    if !quota_take(p_start, p_used, &policy.prefix_quota, now) {
+        refund_src();
+        refund(q1.0, q1.1);
+        refund(q2.0, q2.1);
+        quota_refund(s_used, &policy.quota);
+        return Some(Reason::PrefixQuota);
+    }
+    None
+}
+
+/// Bans `key` after it exceeded a limit: the first offence for `base_ns`, each
+/// repeat (while remembered) `ban_factor` times longer, up to `ban_max_ns`.
+#[inline(never)]
+fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState) {
+    // Re-read here rather than passed in: BPF subprograms take at most five
+    // arguments.
+    let Some(settings) = SETTINGS.get(0) else { return };
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (offenses, duration) = match BANS.get_ptr(key) {
+        // SAFETY: a live map value, read once.
+        Some(prev) => match unsafe { *prev } {
+            // Another CPU banned it a moment ago.
+            b if b.until_ns > now => return,
+            b if now - b.until_ns < settings.ban_forget_ns && b.offenses < MAX_OFFENSES => {
+                let grown = grow(b.duration_ns, settings.ban_factor);
+                let grown = if grown < base_ns { base_ns } else { grown };
+                let capped = if settings.ban_max_ns != 0 && grown > settings.ban_max_ns {
+                    settings.ban_max_ns
+                } else {
+                    grown
+                };
+                (b.offenses + 1, capped)
+            }
+            _ => (1, base_ns),
+        },
+        None => (1, base_ns),
+    };
+    let entry = Ban {
+        until_ns: now + duration,
+        duration_ns: duration,
+        banned_at_ns: now,
+        offenses,
+        reason: reason as u32,
+    };
+    if BANS.insert(key, &entry, 0).is_err() {
+        bump(|g| {
+            // SAFETY: only forms a field pointer inside the live map value.
+            unsafe { &raw mut (*g).map_update_errors }
+        });
+    }
+    // SAFETY: a live map value; plain reads of u64 counters.
+    let (packets, first) = unsafe { ((*state).packets, (*state).first_seen_ns) };
+    let elapsed = now - first;
+    let observed_pps = if elapsed > 0 {
+        packets.min(u64::MAX / 1_000_000_000) * 1_000_000_000 / elapsed
+    } else {
+        packets
+    };
+    emit(key, reason, offenses, duration, observed_pps, settings, now);
+}
+
+/// Sends a ban event to userspace, rate-limited so a spoofed flood cannot flood
+/// the log: events over `event_rate` are counted as suppressed instead.
+#[inline(always)]
+fn emit(
+    key: &BanKey,
+    reason: Reason,
+    offenses: u32,
+    duration: u64,
+    observed_pps: u64,
+    settings: &Settings,
+    now: u64,
+) {
+    let Some(g) = global() else { return };
+    // SAFETY: a live, aligned u64 inside the GLOBAL_STATE map value.
+    let tat = unsafe { Cell::new(&raw mut (*g).event_tat) };
+    if matches!(take(tat, &settings.event_rate, 1, now), Take::Over) {
+        // SAFETY: as above.
+        unsafe { Cell::new(&raw mut (*g).events_suppressed) }.add(1);
+        return;
+    }
+    match EVENTS.reserve::<Event>(0) {
+        Some(mut slot) => {
+            slot.write(Event {
+                kind: EVENT_BAN,
+                reason: reason as u32,
+                addr: key.addr,
+                prefix_len: key.prefix_len,
+                offenses,
+                duration_ns: duration,
+                observed_pps,
+                time_ns: now,
+            });
+            slot.submit(0);
+        }
+        None => {
+            // SAFETY: as above.
+            unsafe { Cell::new(&raw mut (*g).events_lost) }.add(1);
+        }
+    }
+}
+
+/// The full decision for an IP packet.
+#[inline(always)]
+pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
+    let Some(settings) = SETTINGS.get(0) else {
+        return (Verdict::Pass, Reason::Ok);
+    };
+    // Until userspace has written a policy, zeroed limits must not be enforced.
+    if settings.flags & SETTINGS_READY == 0 {
+        return (Verdict::Pass, Reason::Ok);
+    }
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let lpm = Key::new(128, pkt.src);
+
+    // 1. Block list.
+    if let Some(b) = BLOCK.get(&lpm)
+        && (b.expires_ns == 0 || b.expires_ns > now)
+    {
+        return (Verdict::Drop, Reason::Blocklist);
+    }
+    // 2. Allow list: never limited.
+    if ALLOW.get(&lpm).is_some() {
+        return (Verdict::Pass, Reason::Allowlist);
+    }
+
+    // The policy: a rule matching the source (most specific wins) or the default.
+    let slot = RULES.get(&lpm).copied().unwrap_or(0);
+    let Some(policy) = POLICIES.get(slot) else {
+        return (Verdict::Pass, Reason::Ok);
+    };
+    let monitor = settings.flags & SETTINGS_MONITOR != 0 || policy.flags & POLICY_MONITOR != 0;
+
+    let plen = if pkt.is_v6 {
+        settings.prefix_v6
+    } else {
+        96 + settings.prefix_v4
+    };
+    let src_key = AddrKey { addr: pkt.src };
+    let pfx_key = AddrKey {
+        addr: mask(&pkt.src, plen),
+    };
+
+    // 3. Bans of the source or of its prefix.
+    let src_ban = BanKey {
+        addr: pkt.src,
+        prefix_len: 128,
+        _pad: 0,
+    };
+    let pfx_ban = BanKey {
+        addr: pfx_key.addr,
+        prefix_len: plen,
+        _pad: 0,
+    };
+    if banned(&src_ban, now) || banned(&pfx_ban, now) {
+        if let Some(s) = SOURCES.get_ptr_mut(&src_key) {
+            account(s, len, now, true);
+        }
+        return (drop_verdict(monitor), Reason::Banned);
+    }
+
+    // 4. Limits.
+    let src = match source_entry(&src_key, settings, now) {
+        Ok(Some(p)) => p,
+        // The map refused the entry (counted in map_update_errors): fail open.
+        Ok(None) => return (Verdict::Pass, Reason::Ok),
+        Err(()) => return (drop_verdict(monitor), Reason::NewSourceBudget),
+    };
+    if settings.flags & SETTINGS_PORTS_SCOPED != 0 && !pkt.fragment {
+        let exact = PortKey {
+            proto: pkt.proto as u16,
+            port: pkt.dport,
+        };
+        let any = PortKey {
+            proto: pkt.proto as u16,
+            port: 0,
+        };
+        // SAFETY: the references are only tested for presence.
+        if unsafe { PORTS.get(&exact).is_none() && PORTS.get(&any).is_none() } {
+            account(src, len, now, false);
+            return (Verdict::Pass, Reason::Unscoped);
+        }
+    }
+    let Some(pfx) = prefix_entry(&pfx_key, now) else {
+        account(src, len, now, false);
+        return (Verdict::Pass, Reason::Ok);
+    };
+
+    match limits(policy, src, pfx, pkt, len, now) {
+        None => {
+            account(src, len, now, false);
+            account(pfx, len, now, false);
+            let reason = if pkt.fragment {
+                Reason::Fragment
+            } else {
+                Reason::Ok
+            };
+            (Verdict::Pass, reason)
+        }
+        Some(reason) => {
+            account(src, len, now, true);
+            account(pfx, len, now, true);
+            if reason.is_prefix() {
+                if policy.prefix_ban_ns != 0 {
+                    ban(&pfx_ban, policy.prefix_ban_ns, reason, pfx);
+                }
+            } else if policy.ban_ns != 0 {
+                ban(&src_ban, policy.ban_ns, reason, src);
+                info!(ctx, "floodgate: banned a source for {}", reason as u32);
+            }
+            (drop_verdict(monitor), reason)
+        }
+    }
+}
+
+/// `d * factor` for ban escalation. Both are clamped first (2^48 ns is 3 days
+/// beyond any cap; userspace limits the factor to 1000) so the product fits in
+/// 64 bits: an overflow check would need a 128-bit multiply BPF cannot call.
+#[inline(always)]
+fn grow(d: u64, factor: u32) -> u64 {
+    let d = if d > 1 << 48 { 1 << 48 } else { d };
+    let factor = if factor > 1 << 15 { 1 << 15 } else { factor as u64 };
+    d * factor
+}

@@ -1,0 +1,53 @@
+//! floodgate XDP program: counts packets per source and per source prefix and
+//! drops crawler floods. Decision order (README "Decision order"):
+//! block list → allow list → bans → per-source and per-prefix limits → pass.
+//!
+//! The crate is only meaningful for `bpfel-unknown-none`. On the host (where
+//! `cargo clippy --workspace` checks it) it builds as an empty std binary, so
+//! lints run over the same code without a second panic handler.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(
+    target_arch = "bpf",
+    expect(internal_features, reason = "BPF atomics need the core intrinsics")
+)]
+
+mod atomic;
+mod bucket;
+mod decide;
+mod maps;
+mod parse;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use floodgate_common::{Reason, Verdict};
+
+#[xdp]
+pub fn floodgate(ctx: XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let (verdict, reason) = match parse::parse(&ctx) {
+        Ok(pkt) => decide::decide(&ctx, &pkt, len),
+        Err(parse::ParseError::NonIp) => (Verdict::Pass, Reason::NonIp),
+        Err(parse::ParseError::Malformed) => (decide::malformed_verdict(), Reason::Malformed),
+    };
+    decide::count(verdict, reason, len);
+    match verdict {
+        Verdict::Drop => xdp_action::XDP_DROP,
+        Verdict::Pass | Verdict::WouldDrop => xdp_action::XDP_PASS,
+    }
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any reachable panic path, so this is never called.
+    loop {}
+}
+
+/// License: GPL-compatible so the program may use GPL-only helpers.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,67 @@
+//! Every map of the program. Names match `floodgate_common::maps`; sizes here
+//! are defaults that userspace overrides at load from its configuration.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use floodgate_common::{
+    AddrKey, Ban, BanKey, BlockEntry, COUNTER_SLOTS, Counter, DEFAULT_LIST_CAPACITY,
+    DEFAULT_SOURCE_CAPACITY, EVENTS_BYTES, GlobalState, MAX_PORTS, MAX_POLICIES, Meta, Policy,
+    PortKey, Settings, TrackState,
+};
+
+/// Layout version and creation parameters, written by userspace.
+#[map]
+pub static META: Array<Meta> = Array::with_max_entries(1, 0);
+
+/// Global settings (slot 0).
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Policies: slot 0 default, rules after it.
+#[map]
+pub static POLICIES: Array<Policy> = Array::with_max_entries(MAX_POLICIES, 0);
+
+/// Source CIDR → policy slot; most specific prefix wins.
+#[map]
+pub static RULES: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(DEFAULT_LIST_CAPACITY, 0);
+
+/// Block list: CIDR → expiry.
+#[map]
+pub static BLOCK: LpmTrie<[u8; 16], BlockEntry> =
+    LpmTrie::with_max_entries(DEFAULT_LIST_CAPACITY, 0);
+
+/// Allow list: CIDR → unused flags.
+#[map]
+pub static ALLOW: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(DEFAULT_LIST_CAPACITY, 0);
+
+/// Port/protocol scope of the limits (used when `SETTINGS_PORTS_SCOPED`).
+#[map]
+pub static PORTS: HashMap<PortKey, u32> = HashMap::with_max_entries(MAX_PORTS, 0);
+
+/// Per-source state. LRU: a full map evicts the least recently seen source.
+#[map]
+pub static SOURCES: LruHashMap<AddrKey, TrackState> =
+    LruHashMap::with_max_entries(DEFAULT_SOURCE_CAPACITY, 0);
+
+/// Per-prefix state (masked address).
+#[map]
+pub static PREFIXES: LruHashMap<AddrKey, TrackState> =
+    LruHashMap::with_max_entries(DEFAULT_SOURCE_CAPACITY, 0);
+
+/// Bans of sources and prefixes, kept past expiry to remember offences.
+#[map]
+pub static BANS: LruHashMap<BanKey, Ban> = LruHashMap::with_max_entries(DEFAULT_SOURCE_CAPACITY, 0);
+
+/// Packets and bytes per (verdict, reason), per CPU.
+#[map]
+pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Shared global state (slot 0), updated with atomics.
+#[map]
+pub static GLOBAL_STATE: Array<GlobalState> = Array::with_max_entries(1, 0);
+
+/// Ban events for the daemon.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);

@@ -1,0 +1,90 @@
+//! Builds the XDP program (`ebpf/floodgate-ebpf`) for `bpfel-unknown-none` and
+//! leaves it in `OUT_DIR/floodgate.bpf.o` for `include_bytes_aligned!`.
+//!
+//! The real object is built only when asked (`FLOODGATE_BUILD_EBPF=1`, which every
+//! `cargo xtask` command sets); otherwise an empty stub is written so `cargo check`
+//! and `cargo clippy` work on machines without bpf-linker, and the loader then
+//! reports that the binary carries no program.
+//!
+//! This follows `aya_build::build_ebpf` but adds `-Ctarget-cpu=v3`: the limiter's
+//! buckets use BPF_ATOMIC fetch-and-add and compare-and-swap, which LLVM only
+//! emits for v3, and aya-build 0.2 sets the eBPF crate's rustflags itself.
+
+use std::{
+    env,
+    ffi::OsString,
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+const BUILD_ENV: &str = "FLOODGATE_BUILD_EBPF";
+const TARGET: &str = "bpfel-unknown-none";
+const PACKAGE: &str = "floodgate-ebpf";
+const BIN: &str = "floodgate";
+
+fn main() -> Result<()> {
+    println!("cargo:rerun-if-env-changed={BUILD_ENV}");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
+    let object = out_dir.join("floodgate.bpf.o");
+    let asked = env::var(BUILD_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    if !asked {
+        println!(
+            "cargo:warning=floodgate: {BUILD_ENV} is not set, embedding an empty eBPF stub; \
+             use `cargo xtask build` for a binary that can filter"
+        );
+        fs::write(&object, []).context("writing the eBPF stub")?;
+        return Ok(());
+    }
+
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("no manifest dir")?);
+    let workspace = manifest_dir.parent().context("userspace/ has no parent")?;
+    for dir in ["ebpf/floodgate-ebpf", "ebpf/floodgate-common"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+    build(workspace, &out_dir, &object)
+}
+
+fn build(workspace: &Path, out_dir: &Path, object: &Path) -> Result<()> {
+    let target_dir = out_dir.join("ebpf-target");
+    let mut rustflags = OsString::new();
+    for (i, flag) in [
+        "-Cdebuginfo=2",
+        "-Clink-arg=--btf",
+        "-Ctarget-cpu=v3",
+    ]
+    .iter()
+    .enumerate()
+    {
+        if i > 0 {
+            rustflags.push("\x1f");
+        }
+        rustflags.push(flag);
+    }
+    // aya-ebpf picks architecture-specific definitions by this cfg.
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").context("CARGO_CFG_TARGET_ARCH not set")?;
+    rustflags.push(format!("\x1f--cfg=bpf_target_arch=\"{arch}\""));
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo", "build", "--package", PACKAGE, "--bin", BIN])
+        .args(["--release", "--target", TARGET, "-Z", "build-std=core"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(workspace)
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
+    // The outer build's compiler settings must not leak into the nightly build.
+    for key in ["RUSTC", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "RUSTFLAGS", "CARGO"] {
+        cmd.env_remove(key);
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {cmd:?}; install the toolchain with `cargo xtask setup`"))?;
+    if !status.success() {
+        bail!("building the eBPF program failed ({status}); run `cargo xtask setup` and retry");
+    }
+    let built = target_dir.join(TARGET).join("release").join(BIN);
+    fs::copy(&built, object)
+        .with_context(|| format!("copying {} to {}", built.display(), object.display()))?;
+    Ok(())
+}

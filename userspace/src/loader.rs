@@ -1,0 +1,286 @@
+//! Loading the XDP program, sizing and (optionally) pinning its maps, attaching it.
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{Array, MapData, MapError},
+    programs::{ProgramError, Xdp, xdp::XdpMode},
+};
+use floodgate_common::{LAYOUT_VERSION, Meta, PROGRAM_NAME, maps};
+use tracing::{info, warn};
+
+use crate::object;
+
+/// Errors from loading or attaching the program.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "this floodgate binary carries no XDP program (it was built without \
+         FLOODGATE_BUILD_EBPF=1); rebuild it with `cargo xtask build`"
+    )]
+    NoProgram,
+    #[error("loading the eBPF object failed: {0}; check the kernel log (dmesg) and that you run as root")]
+    Ebpf(#[from] EbpfError),
+    #[error("the XDP program was rejected: {0}; run as root on a kernel ≥ 6.1 with BTF")]
+    Program(#[source] ProgramError),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error(
+        "pinned maps in {dir} have layout version {found}, this binary uses {expected}; \
+         run `floodgate detach --pin-dir {dir}` to remove the old state (counters and bans \
+         are lost), then start again"
+    )]
+    LayoutMismatch {
+        dir: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("attaching XDP to {iface} ({mode}) failed: {source}; check the interface name with `ip link`")]
+    Attach {
+        iface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to attach: `Auto` tries native (driver) mode and falls back to generic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+/// The mode an interface ended up in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachedMode {
+    Native,
+    Generic,
+}
+
+impl AttachedMode {
+    pub const fn name(self) -> &'static str {
+        match self {
+            AttachedMode::Native => "native",
+            AttachedMode::Generic => "generic",
+        }
+    }
+
+    const fn flags(self) -> XdpMode {
+        match self {
+            AttachedMode::Native => XdpMode::Driver,
+            AttachedMode::Generic => XdpMode::Skb,
+        }
+    }
+}
+
+/// Map capacities chosen at load time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub sources: u32,
+    pub prefixes: u32,
+    pub bans: u32,
+    pub lists: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity {
+            sources: floodgate_common::DEFAULT_SOURCE_CAPACITY,
+            prefixes: floodgate_common::DEFAULT_SOURCE_CAPACITY,
+            bans: floodgate_common::DEFAULT_SOURCE_CAPACITY,
+            lists: floodgate_common::DEFAULT_LIST_CAPACITY,
+        }
+    }
+}
+
+/// Where pinned maps live below a pin directory.
+pub fn map_pin_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join("maps")
+}
+
+/// The loaded program and its maps.
+pub struct Floodgate {
+    ebpf: Ebpf,
+    /// Pinned state was found and adopted (counters, bans, sources survive).
+    adopted: bool,
+}
+
+impl Floodgate {
+    /// Loads the program. With `pin_dir`, maps are pinned below it and maps
+    /// already pinned there are adopted after their layout version is checked.
+    pub fn load(capacity: Capacity, pin_dir: Option<&Path>) -> Result<Floodgate, LoadError> {
+        if object::is_stub() {
+            return Err(LoadError::NoProgram);
+        }
+        let mut adopted = false;
+        let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries(maps::SOURCES, capacity.sources)
+            .map_max_entries(maps::PREFIXES, capacity.prefixes)
+            .map_max_entries(maps::BANS, capacity.bans)
+            .map_max_entries(maps::RULES, capacity.lists)
+            .map_max_entries(maps::ALLOW, capacity.lists)
+            .map_max_entries(maps::BLOCK, capacity.lists);
+        let map_dir = pin_dir.map(map_pin_dir);
+        if let Some(dir) = &map_dir {
+            std::fs::create_dir_all(dir).map_err(|source| LoadError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            adopted = check_pinned_layout(dir)?;
+            for name in maps::ALL {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
+        let mut ebpf = loader.load(object::OBJECT)?;
+        let program: &mut Xdp = program_mut(&mut ebpf)?;
+        program.load().map_err(LoadError::Program)?;
+        let mut fg = Floodgate { ebpf, adopted };
+        if !adopted {
+            fg.write_meta(capacity)?;
+        }
+        Ok(fg)
+    }
+
+    /// True when pinned state from an earlier run was adopted.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    fn write_meta(&mut self, capacity: Capacity) -> Result<(), LoadError> {
+        let mut meta: Array<_, Meta> = self.typed_map(maps::META)?;
+        let value = Meta {
+            layout_version: LAYOUT_VERSION,
+            _pad: 0,
+            source_capacity: u64::from(capacity.sources),
+        };
+        meta.set(0, value, 0).map_err(|source| LoadError::Map {
+            name: maps::META,
+            source,
+        })
+    }
+
+    /// Attaches to `iface`. `Auto` tries native mode first and falls back to
+    /// generic (skb) mode with a log line when the driver refuses.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachedMode, LoadError> {
+        let program = program_mut(&mut self.ebpf)?;
+        let try_attach = |program: &mut Xdp, m: AttachedMode| {
+            program
+                .attach(iface, m.flags())
+                .map_err(|source| LoadError::Attach {
+                    iface: iface.to_owned(),
+                    mode: m.name(),
+                    source,
+                })
+        };
+        let attached = match mode {
+            AttachMode::Native => try_attach(program, AttachedMode::Native).map(|_| AttachedMode::Native)?,
+            AttachMode::Generic => try_attach(program, AttachedMode::Generic).map(|_| AttachedMode::Generic)?,
+            AttachMode::Auto => match try_attach(program, AttachedMode::Native) {
+                Ok(_) => AttachedMode::Native,
+                Err(e) => {
+                    warn!(iface, error = %e, "native XDP refused, falling back to generic mode");
+                    try_attach(program, AttachedMode::Generic)?;
+                    AttachedMode::Generic
+                }
+            },
+        };
+        info!(iface, mode = attached.name(), "XDP program attached");
+        Ok(attached)
+    }
+
+    /// The program, for BPF_PROG_TEST_RUN.
+    pub fn program(&self) -> Result<&Xdp, LoadError> {
+        self.ebpf
+            .program(PROGRAM_NAME)
+            .ok_or(LoadError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(LoadError::Program)
+    }
+
+    /// The underlying aya handle.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// A typed view of one of the program's maps.
+    pub fn typed_map<'a, T>(&'a mut self, name: &'static str) -> Result<T, LoadError>
+    where
+        T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+    {
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::Map {
+            name,
+            source: MapError::InvalidName { name: name.into() },
+        })?;
+        T::try_from(map).map_err(|source| LoadError::Map { name, source })
+    }
+
+    /// A read-only typed view of one of the program's maps.
+    pub fn typed_map_ref<'a, T>(&'a self, name: &'static str) -> Result<T, LoadError>
+    where
+        T: TryFrom<&'a aya::maps::Map, Error = MapError>,
+    {
+        let map = self.ebpf.map(name).ok_or(LoadError::Map {
+            name,
+            source: MapError::InvalidName { name: name.into() },
+        })?;
+        T::try_from(map).map_err(|source| LoadError::Map { name, source })
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+    ebpf.program_mut(PROGRAM_NAME)
+        .ok_or(LoadError::Program(ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(LoadError::Program)
+}
+
+/// Checks pinned maps in `dir` before adopting them: returns false when there is
+/// no pinned state, true when it is compatible, and an error when it is not (a
+/// map pinned by another layout would be silently misread).
+fn check_pinned_layout(dir: &Path) -> Result<bool, LoadError> {
+    let meta_path = dir.join(maps::META);
+    if !meta_path.exists() {
+        return Ok(false);
+    }
+    let data = MapData::from_pin(&meta_path).map_err(|source| LoadError::Map {
+        name: maps::META,
+        source,
+    })?;
+    let map = aya::maps::Map::Array(data);
+    let meta: Array<_, Meta> = Array::try_from(map).map_err(|source| LoadError::Map {
+        name: maps::META,
+        source,
+    })?;
+    let found = meta
+        .get(&0, 0)
+        .map_err(|source| LoadError::Map {
+            name: maps::META,
+            source,
+        })?
+        .layout_version;
+    if found != LAYOUT_VERSION {
+        return Err(LoadError::LayoutMismatch {
+            dir: dir.to_owned(),
+            found,
+            expected: LAYOUT_VERSION,
+        });
+    }
+    Ok(true)
+}

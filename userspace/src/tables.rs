@@ -1,0 +1,199 @@
+//! Typed reads and writes of the program's maps.
+
+use std::{collections::BTreeSet, net::IpAddr};
+
+use aya::maps::{
+    Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key as LpmKey,
+};
+use floodgate_common::{
+    AddrKey, Ban, BanKey, BlockEntry, COUNTER_SLOTS, Counter, GlobalState, Policy, PortKey,
+    Settings, TrackState, maps,
+};
+
+use crate::loader::{Floodgate, LoadError};
+
+/// A CIDR as the tries store it: mapped prefix length and masked 16 bytes.
+pub type Cidr = (u32, [u8; 16]);
+
+fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
+    move |source| LoadError::Map { name, source }
+}
+
+/// Ignores "not found" when deleting.
+fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
+    match r {
+        Err(MapError::KeyNotFound) => Ok(()),
+        other => other,
+    }
+}
+
+impl Floodgate {
+    pub fn write_settings(&mut self, settings: &Settings) -> Result<(), LoadError> {
+        let mut m: Array<_, Settings> = self.typed_map(maps::SETTINGS)?;
+        m.set(0, settings, 0).map_err(map_err(maps::SETTINGS))
+    }
+
+    pub fn settings(&self) -> Result<Settings, LoadError> {
+        let m: Array<_, Settings> = self.typed_map_ref(maps::SETTINGS)?;
+        m.get(&0, 0).map_err(map_err(maps::SETTINGS))
+    }
+
+    /// Writes policy slots `0..policies.len()`; slots above are cleared so a
+    /// stale rule slot can never be read as a zeroed (unlimited) policy by mistake.
+    pub fn write_policies(&mut self, policies: &[Policy], previous_len: usize) -> Result<(), LoadError> {
+        let mut m: Array<_, Policy> = self.typed_map(maps::POLICIES)?;
+        for (i, p) in policies.iter().enumerate() {
+            let i = u32::try_from(i).map_err(|_| LoadError::Map {
+                name: maps::POLICIES,
+                source: MapError::OutOfBounds {
+                    index: u32::MAX,
+                    max_entries: m.len(),
+                },
+            })?;
+            m.set(i, p, 0).map_err(map_err(maps::POLICIES))?;
+        }
+        for i in policies.len()..previous_len {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            m.set(i, Policy::default(), 0).map_err(map_err(maps::POLICIES))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the trie `name` hold exactly `wanted` (value from `value`), adding
+    /// new entries before removing stale ones so a CIDR moving between values is
+    /// never absent.
+    fn sync_trie<V: aya::Pod + PartialEq>(
+        &mut self,
+        name: &'static str,
+        wanted: &[(Cidr, V)],
+    ) -> Result<(), LoadError> {
+        let mut trie: LpmTrie<_, [u8; 16], V> = self.typed_map(name)?;
+        let mut existing = BTreeSet::new();
+        for key in trie.keys() {
+            let key = key.map_err(map_err(name))?;
+            existing.insert((key.prefix_len(), key.data()));
+        }
+        let mut keep = BTreeSet::new();
+        for ((plen, addr), value) in wanted {
+            let key = LpmKey::new(*plen, *addr);
+            let current = trie.get(&key, 0).ok();
+            if current.as_ref() != Some(value) {
+                trie.insert(&key, value, 0).map_err(map_err(name))?;
+            }
+            keep.insert((*plen, *addr));
+        }
+        for stale in existing.difference(&keep) {
+            ignore_missing(trie.remove(&LpmKey::new(stale.0, stale.1))).map_err(map_err(name))?;
+        }
+        Ok(())
+    }
+
+    pub fn sync_rules(&mut self, rules: &[(Cidr, u32)]) -> Result<(), LoadError> {
+        self.sync_trie(maps::RULES, rules)
+    }
+
+    pub fn sync_allow(&mut self, allow: &[Cidr]) -> Result<(), LoadError> {
+        let wanted: Vec<_> = allow.iter().map(|c| (*c, 1u32)).collect();
+        self.sync_trie(maps::ALLOW, &wanted)
+    }
+
+    pub fn sync_block(&mut self, block: &[(Cidr, BlockEntry)]) -> Result<(), LoadError> {
+        self.sync_trie(maps::BLOCK, block)
+    }
+
+    pub fn sync_ports(&mut self, ports: &[PortKey]) -> Result<(), LoadError> {
+        let mut m: HashMap<_, PortKey, u32> = self.typed_map(maps::PORTS)?;
+        let existing: Vec<PortKey> = m.keys().filter_map(Result::ok).collect();
+        for p in ports {
+            m.insert(p, 1, 0).map_err(map_err(maps::PORTS))?;
+        }
+        for p in existing.iter().filter(|p| !ports.contains(p)) {
+            ignore_missing(m.remove(p)).map_err(map_err(maps::PORTS))?;
+        }
+        Ok(())
+    }
+
+    /// Entries of a trie as (mapped prefix length, address bytes, value).
+    pub fn trie_entries<V: aya::Pod>(&self, name: &'static str) -> Result<Vec<(Cidr, V)>, LoadError> {
+        let trie: LpmTrie<&MapData, [u8; 16], V> = self.typed_map_ref(name)?;
+        let mut out = Vec::new();
+        for item in trie.iter() {
+            let (k, v) = item.map_err(map_err(name))?;
+            out.push(((k.prefix_len(), k.data()), v));
+        }
+        Ok(out)
+    }
+
+    /// Global counters summed over CPUs, indexed like `COUNTERS`.
+    pub fn counters(&self) -> Result<Vec<Counter>, LoadError> {
+        let m: PerCpuArray<_, Counter> = self.typed_map_ref(maps::COUNTERS)?;
+        let mut out = Vec::with_capacity(COUNTER_SLOTS as usize);
+        for slot in 0..COUNTER_SLOTS {
+            let per_cpu = m.get(&slot, 0).map_err(map_err(maps::COUNTERS))?;
+            let mut sum = Counter::default();
+            for c in per_cpu.iter() {
+                sum.packets += c.packets;
+                sum.bytes += c.bytes;
+            }
+            out.push(sum);
+        }
+        Ok(out)
+    }
+
+    pub fn global_state(&self) -> Result<GlobalState, LoadError> {
+        let m: Array<_, GlobalState> = self.typed_map_ref(maps::GLOBAL_STATE)?;
+        m.get(&0, 0).map_err(map_err(maps::GLOBAL_STATE))
+    }
+
+    /// Every tracked source (or prefix, with `maps::PREFIXES`).
+    pub fn tracked(&self, name: &'static str) -> Result<Vec<(IpAddr, TrackState)>, LoadError> {
+        let m: HashMap<&MapData, AddrKey, TrackState> = self.typed_map_ref(name)?;
+        let mut out = Vec::new();
+        for item in m.iter() {
+            match item {
+                Ok((k, v)) => out.push((crate::addr::unmapped(k.addr), v)),
+                // An LRU entry evicted while we walk: skip it.
+                Err(MapError::KeyNotFound) => continue,
+                Err(e) => return Err(map_err(name)(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One source's state, if tracked.
+    pub fn source(&self, addr: IpAddr) -> Result<Option<TrackState>, LoadError> {
+        let m: HashMap<&MapData, AddrKey, TrackState> = self.typed_map_ref(maps::SOURCES)?;
+        let key = AddrKey {
+            addr: crate::addr::mapped(addr),
+        };
+        match m.get(&key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(maps::SOURCES)(e)),
+        }
+    }
+
+    /// Every ban entry, active or remembered.
+    pub fn bans(&self) -> Result<Vec<(BanKey, Ban)>, LoadError> {
+        let m: HashMap<&MapData, BanKey, Ban> = self.typed_map_ref(maps::BANS)?;
+        let mut out = Vec::new();
+        for item in m.iter() {
+            match item {
+                Ok(kv) => out.push(kv),
+                Err(MapError::KeyNotFound) => continue,
+                Err(e) => return Err(map_err(maps::BANS)(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn remove_ban(&mut self, key: &BanKey) -> Result<(), LoadError> {
+        let mut m: HashMap<_, BanKey, Ban> = self.typed_map(maps::BANS)?;
+        ignore_missing(m.remove(key)).map_err(map_err(maps::BANS))
+    }
+
+    pub fn insert_ban(&mut self, key: &BanKey, ban: &Ban) -> Result<(), LoadError> {
+        let mut m: HashMap<_, BanKey, Ban> = self.typed_map(maps::BANS)?;
+        m.insert(key, ban, 0).map_err(map_err(maps::BANS))
+    }
+}

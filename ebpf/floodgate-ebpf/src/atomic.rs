@@ -4,12 +4,18 @@
 //! offers only loads and stores there; the kernel does have BPF_ATOMIC
 //! (cmpxchg, fetch-add; kernel ≥ 5.12, `-mcpu=v3`), reached through the
 //! compiler intrinsics. On the host (clippy, unit checks) the same functions use
-//! `AtomicU64`. All orderings are relaxed: each value is an independent counter
-//! or bucket, never a guard for other memory.
+//! `AtomicU64`. Each value is an independent counter or bucket, never a guard
+//! for other memory, so ordering only matters for correct code generation (see
+//! below).
 
 #[cfg(target_arch = "bpf")]
 mod imp {
-    use core::intrinsics::{AtomicOrdering::Relaxed, atomic_cxchg, atomic_xadd, atomic_xsub};
+    use core::intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg, atomic_xadd, atomic_xsub};
+
+    // Read-modify-write operations use SeqCst: LLVM lowers a *relaxed* 64-bit
+    // fetch-add to BPF's non-fetching `lock add` even when the old value is used
+    // (seen with LLVM 22), which silently returns the operand instead. The
+    // kernel's BPF_FETCH atomics are fully ordered anyway, so this costs nothing.
 
     // Relaxed atomic loads and stores are plain aligned 64-bit loads and stores on
     // BPF (single instructions, never torn); LLVM only selects atomic ones for
@@ -27,17 +33,17 @@ mod imp {
     #[inline(always)]
     pub unsafe fn add(p: *mut u64, v: u64) -> u64 {
         // SAFETY: as above.
-        unsafe { atomic_xadd::<u64, u64, { Relaxed }>(p, v) }
+        unsafe { atomic_xadd::<u64, u64, { SeqCst }>(p, v) }
     }
     #[inline(always)]
     pub unsafe fn sub(p: *mut u64, v: u64) -> u64 {
         // SAFETY: as above.
-        unsafe { atomic_xsub::<u64, u64, { Relaxed }>(p, v) }
+        unsafe { atomic_xsub::<u64, u64, { SeqCst }>(p, v) }
     }
     #[inline(always)]
     pub unsafe fn cas(p: *mut u64, old: u64, new: u64) -> Result<u64, u64> {
         // SAFETY: as above.
-        let (prev, ok) = unsafe { atomic_cxchg::<u64, { Relaxed }, { Relaxed }>(p, old, new) };
+        let (prev, ok) = unsafe { atomic_cxchg::<u64, { SeqCst }, { SeqCst }>(p, old, new) };
         if ok { Ok(prev) } else { Err(prev) }
     }
 }

@@ -13,8 +13,8 @@ use network_types::{
 /// VLAN tags followed: 802.1Q inside 802.1ad (QinQ) is the deepest we expect.
 pub const MAX_VLAN_DEPTH: usize = 2;
 /// IPv6 extension headers skipped before giving up (hop-by-hop, routing,
-/// fragment, destination options may each appear; RFC 8200 allows
-/// destination options twice).
+/// fragment, authentication and destination options may each appear; RFC 8200
+/// allows destination options twice).
 pub const MAX_IPV6_EXT: usize = 8;
 
 const ETH_P_IPV4: u16 = 0x0800;
@@ -28,6 +28,7 @@ const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_DSTOPTS: u8 = 60;
+const IPPROTO_AH: u8 = 51;
 
 /// What the decision needs to know about an IP packet.
 pub struct Packet {
@@ -138,6 +139,14 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<usize, P
                 let [nh, len] = unsafe { *h };
                 next = nh;
                 cur += (len as usize + 1) * 8;
+            }
+            IPPROTO_AH => {
+                // The authentication header counts its length in 4-byte units, minus 2.
+                let h: *const [u8; 2] = ptr_at(ctx, cur)?;
+                // SAFETY: ptr_at checked both bytes.
+                let [nh, len] = unsafe { *h };
+                next = nh;
+                cur += (len as usize + 2) * 4;
             }
             IPPROTO_FRAGMENT => {
                 let h: *const [u8; 4] = ptr_at(ctx, cur)?;

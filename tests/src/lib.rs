@@ -1,0 +1,5 @@
+//! Test support for floodgate: a lab of network namespaces, synthetic frames and the
+//! program loaded for BPF_PROG_TEST_RUN.
+
+pub mod dut;
+pub mod packets;

@@ -2,8 +2,13 @@
 //! the `floodgate` binary is a thin daemon and CLI over it.
 
 pub mod addr;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod loader;
 pub mod object;
 pub mod paths;
+pub mod policy;
 pub mod stats;
 pub mod tables;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, MapData, MapError},
-    programs::{ProgramError, Xdp, xdp::XdpMode},
+    programs::{ProgramError, Xdp, xdp::{XdpLinkId, XdpMode}},
 };
 use floodgate_common::{LAYOUT_VERSION, Meta, PROGRAM_NAME, maps};
 use tracing::{info, warn};
@@ -46,6 +46,14 @@ pub enum LoadError {
         mode: &'static str,
         #[source]
         source: ProgramError,
+    },
+    #[error("XDP link: {0}; detach with `floodgate detach` and start again")]
+    Link(#[from] aya::programs::links::LinkError),
+    #[error("pinning {path}: {source}; is the pin dir on a bpffs?")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
     },
     #[error("{path}: {source}")]
     Io {
@@ -177,8 +185,13 @@ impl Floodgate {
     }
 
     /// Attaches to `iface`. `Auto` tries native mode first and falls back to
-    /// generic (skb) mode with a log line when the driver refuses.
-    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachedMode, LoadError> {
+    /// generic (skb) mode with a log line when the driver refuses. The link is
+    /// owned by the program (detached when it is dropped) unless taken with its id.
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+    ) -> Result<(AttachedMode, XdpLinkId), LoadError> {
         let program = program_mut(&mut self.ebpf)?;
         let try_attach = |program: &mut Xdp, m: AttachedMode| {
             program
@@ -189,20 +202,19 @@ impl Floodgate {
                     source,
                 })
         };
-        let attached = match mode {
-            AttachMode::Native => try_attach(program, AttachedMode::Native).map(|_| AttachedMode::Native)?,
-            AttachMode::Generic => try_attach(program, AttachedMode::Generic).map(|_| AttachedMode::Generic)?,
+        let (attached, id) = match mode {
+            AttachMode::Native => (AttachedMode::Native, try_attach(program, AttachedMode::Native)?),
+            AttachMode::Generic => (AttachedMode::Generic, try_attach(program, AttachedMode::Generic)?),
             AttachMode::Auto => match try_attach(program, AttachedMode::Native) {
-                Ok(_) => AttachedMode::Native,
+                Ok(id) => (AttachedMode::Native, id),
                 Err(e) => {
                     warn!(iface, error = %e, "native XDP refused, falling back to generic mode");
-                    try_attach(program, AttachedMode::Generic)?;
-                    AttachedMode::Generic
+                    (AttachedMode::Generic, try_attach(program, AttachedMode::Generic)?)
                 }
             },
         };
         info!(iface, mode = attached.name(), "XDP program attached");
-        Ok(attached)
+        Ok((attached, id))
     }
 
     /// The program, for BPF_PROG_TEST_RUN.
@@ -244,7 +256,7 @@ impl Floodgate {
     }
 }
 
-fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+pub(crate) fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
     ebpf.program_mut(PROGRAM_NAME)
         .ok_or(LoadError::Program(ProgramError::NotLoaded))?
         .try_into()

@@ -173,6 +173,22 @@ impl Floodgate {
         }
     }
 
+    /// Number of entries in one of the hash or trie maps (walks its keys).
+    pub fn count_entries(&self, name: &'static str) -> Result<u64, LoadError> {
+        fn count<K, E>(keys: impl Iterator<Item = Result<K, E>>) -> u64 {
+            keys.filter(Result::is_ok).count() as u64
+        }
+        Ok(match name {
+            maps::SOURCES | maps::PREFIXES => {
+                count(self.typed_map_ref::<HashMap<&MapData, AddrKey, TrackState>>(name)?.keys())
+            }
+            maps::BANS => count(self.typed_map_ref::<HashMap<&MapData, BanKey, Ban>>(name)?.keys()),
+            maps::BLOCK => count(self.typed_map_ref::<LpmTrie<&MapData, [u8; 16], BlockEntry>>(name)?.keys()),
+            maps::ALLOW | maps::RULES => count(self.typed_map_ref::<LpmTrie<&MapData, [u8; 16], u32>>(name)?.keys()),
+            _ => 0,
+        })
+    }
+
     /// Every ban entry, active or remembered.
     pub fn bans(&self) -> Result<Vec<(BanKey, Ban)>, LoadError> {
         let m: HashMap<&MapData, BanKey, Ban> = self.typed_map_ref(maps::BANS)?;

@@ -1,0 +1,66 @@
+//! `floodgate run`.
+
+use std::path::{Path, PathBuf};
+
+use tracing_subscriber::{EnvFilter, fmt};
+
+use super::Failure;
+use crate::{
+    daemon::{self, Options},
+    loader::AttachMode,
+    paths,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Interface to filter (repeat for several).
+    #[arg(long = "iface", required = true, value_name = "IFACE")]
+    pub ifaces: Vec<String>,
+    /// Policy file (TOML). Without it the embedded default policy applies
+    /// (`floodgate config default` prints it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where maps and links are pinned; must be on a bpffs (mounted if missing).
+    #[arg(long, default_value = paths::PIN_DIR)]
+    pub pin_dir: PathBuf,
+    /// Where CLI changes are kept across restarts and reboots.
+    #[arg(long, default_value = paths::STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// XDP attach mode: auto tries native and falls back to generic.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub xdp_mode: AttachMode,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn run(args: &RunArgs, socket: &Path) -> Result<(), Failure> {
+    let filter = EnvFilter::try_from_env("FLOODGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let init = match args.log_format {
+        LogFormat::Text => fmt().with_env_filter(filter).with_target(false).try_init(),
+        LogFormat::Json => fmt().json().with_env_filter(filter).try_init(),
+    };
+    init.map_err(|e| Failure::new(1, format!("setting up logging: {e}")))?;
+    let options = Options {
+        ifaces: args.ifaces.clone(),
+        config: args.config.clone(),
+        socket: socket.to_owned(),
+        pin_dir: args.pin_dir.clone(),
+        state_dir: args.state_dir.clone(),
+        xdp_mode: args.xdp_mode,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(1, format!("starting the async runtime: {e}")))?;
+    rt.block_on(daemon::run(options)).map_err(|e| {
+        tracing::error!(error = %e, "floodgate stopped");
+        Failure::new(1, e)
+    })
+}

@@ -1,0 +1,166 @@
+//! `status`, `stats` and `top`.
+
+use std::time::Duration;
+
+use super::{Cli, Failure, call, print_json, render, unexpected};
+use crate::{
+    control::proto::{Reply, Request, TopBy},
+    stats::Stats,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// Print JSON (stable schema, see README) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every interval with per-second rates, until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+    /// Refresh interval for --watch.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// How many rows.
+    #[arg(short = 'n', default_value_t = 20)]
+    pub n: usize,
+    /// Sort key.
+    #[arg(long, value_enum, default_value_t = TopBy::Packets)]
+    pub by: TopBy,
+    /// List prefixes (IPv4 /24, IPv6 /64 by default) instead of sources.
+    #[arg(long)]
+    pub prefixes: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
+    let Reply::Status(s) = call(cli, Request::Status).await? else {
+        return Err(Failure::new(3, "unexpected reply to status"));
+    };
+    if json {
+        return print_json(&s);
+    }
+    println!("floodgate {} — mode {}, up {}", s.version, s.mode.name(), render::secs(s.uptime_secs as f64));
+    println!("program id {}, config {}", s.program_id, s.config_source);
+    println!(
+        "pins {}{}",
+        s.pin_dir,
+        if s.adopted_pinned_state { " (adopted from an earlier run)" } else { "" }
+    );
+    let mut t = render::table(&["interface", "XDP mode"]);
+    for i in &s.interfaces {
+        t.add_row(vec![i.name.clone(), i.mode.name().to_owned()]);
+    }
+    println!("{t}");
+    let mut t = render::table(&["map", "entries", "capacity", "fill"]);
+    for m in &s.maps {
+        let fill = if m.capacity == 0 { 0.0 } else { m.entries as f64 * 100.0 / m.capacity as f64 };
+        t.add_row(vec![
+            comfy_table::Cell::new(&m.name),
+            render::num(m.entries),
+            render::num(m.capacity),
+            comfy_table::Cell::new(format!("{fill:.1}%")),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "eviction pressure: {} (sources inserted {}); ban events suppressed {}, lost {}",
+        if s.eviction_pressure { "YES — first-seen sources draw on the new-source budget" } else { "no" },
+        render::count(s.source_inserts),
+        render::count(s.events_suppressed),
+        render::count(s.events_lost)
+    );
+    Ok(())
+}
+
+async fn fetch_stats(cli: &Cli) -> Result<Stats, Failure> {
+    match call(cli, Request::Stats).await? {
+        Reply::Stats(s) => Ok(s),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn print_stats(s: &Stats, previous: Option<(&Stats, f64)>) {
+    let rate = |now: u64, before: u64, secs: f64| format!("{:.0}/s", now.saturating_sub(before) as f64 / secs);
+    println!(
+        "mode {} — passed {} packets ({}), dropped {} packets ({}), would drop {}",
+        s.mode,
+        render::count(s.passed.packets),
+        render::bytes(s.passed.bytes),
+        render::count(s.dropped.packets),
+        render::bytes(s.dropped.bytes),
+        render::count(s.would_drop.packets),
+    );
+    let mut header = vec!["reason", "verdict", "packets", "bytes"];
+    if previous.is_some() {
+        header.push("rate");
+    }
+    let mut t = render::table(&header);
+    for (reason, r) in &s.by_reason {
+        let mut row = vec![
+            comfy_table::Cell::new(reason),
+            comfy_table::Cell::new(&r.verdict),
+            render::num(r.packets),
+            comfy_table::Cell::new(render::bytes(r.bytes)),
+        ];
+        if let Some((prev, secs)) = previous {
+            let before = prev.by_reason.get(reason).map_or(0, |p| p.packets);
+            row.push(comfy_table::Cell::new(rate(r.packets, before, secs)));
+        }
+        t.add_row(row);
+    }
+    println!("{t}");
+}
+
+pub async fn stats(cli: &Cli, args: &StatsArgs) -> Result<(), Failure> {
+    let mut previous = fetch_stats(cli).await?;
+    if !args.watch {
+        return if args.json { print_json(&previous) } else { print_stats(&previous, None); Ok(()) };
+    }
+    loop {
+        tokio::time::sleep(args.interval).await;
+        let now = fetch_stats(cli).await?;
+        if args.json {
+            print_json(&now)?;
+        } else {
+            print!("\x1b[2J\x1b[H");
+            print_stats(&now, Some((&previous, args.interval.as_secs_f64())));
+        }
+        previous = now;
+    }
+}
+
+pub async fn top(cli: &Cli, args: &TopArgs) -> Result<(), Failure> {
+    let request = Request::Top {
+        n: args.n,
+        by: args.by,
+        prefixes: args.prefixes,
+    };
+    let Reply::Top { rows } = call(cli, request).await? else {
+        return Err(Failure::new(3, "unexpected reply to top"));
+    };
+    if args.json {
+        return print_json(&rows);
+    }
+    let first = if args.prefixes { "prefix" } else { "source" };
+    let mut t = render::table(&[first, "packets", "bytes", "drops", "drop %", "last seen", "ban"]);
+    for r in rows {
+        let share = if r.packets == 0 { 0.0 } else { r.drops as f64 * 100.0 / r.packets as f64 };
+        let ban = r.ban.map_or_else(String::new, |b| format!("{} ({} left)", b.reason, render::secs(b.remaining_secs)));
+        t.add_row(vec![
+            comfy_table::Cell::new(r.target),
+            render::num(r.packets),
+            comfy_table::Cell::new(render::bytes(r.bytes)),
+            render::num(r.drops),
+            comfy_table::Cell::new(format!("{share:.1}%")),
+            comfy_table::Cell::new(format!("{} ago", render::secs(r.last_seen_secs_ago))),
+            comfy_table::Cell::new(ban),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}

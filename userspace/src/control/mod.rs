@@ -1,0 +1,5 @@
+//! The control socket: protocol, client (the CLI) and server (the daemon).
+
+pub mod client;
+pub mod proto;
+pub mod server;

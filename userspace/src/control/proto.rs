@@ -1,0 +1,185 @@
+//! The control protocol between the CLI and the daemon: length-delimited frames
+//! (4-byte big-endian length) over the Unix socket, each a JSON envelope carrying
+//! one typed request or its response. A new verb is one `Request` variant and one
+//! handler arm.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::{loader::AttachedMode, stats::Stats};
+
+/// Bumped on incompatible changes; the daemon refuses other versions with a
+/// message saying which binary to use.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest frame either side accepts; larger ones are answered with an error.
+pub const MAX_FRAME: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    pub version: u32,
+    pub request: Request,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    pub version: u32,
+    #[serde(flatten)]
+    pub body: Response,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok(Reply),
+    Error(String),
+}
+
+/// What the `top` listing is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TopBy {
+    #[default]
+    Packets,
+    Bytes,
+    Drops,
+}
+
+/// The global mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Enforce,
+    Monitor,
+}
+
+impl Mode {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Monitor => "monitor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Stats,
+    Top {
+        n: usize,
+        by: TopBy,
+        prefixes: bool,
+    },
+    AllowAdd {
+        cidr: IpNet,
+    },
+    AllowRemove {
+        cidr: IpNet,
+    },
+    AllowList,
+    BlockAdd {
+        cidr: IpNet,
+        /// Seconds; None = permanent.
+        for_secs: Option<u64>,
+    },
+    BlockRemove {
+        cidr: IpNet,
+    },
+    BlockList,
+    BansList,
+    /// Clears the ban of an address (and of its prefix); `None` clears all.
+    BansClear {
+        addr: Option<IpAddr>,
+    },
+    Mode {
+        mode: Mode,
+    },
+    Reload,
+    /// Removes the program from `iface` (or from every interface, then exits).
+    Detach {
+        iface: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    Done {
+        message: String,
+    },
+    Status(Status),
+    Stats(Stats),
+    Top {
+        rows: Vec<TopRow>,
+    },
+    List {
+        entries: Vec<ListEntry>,
+    },
+    Bans {
+        bans: Vec<BanRow>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub mode: Mode,
+    pub interfaces: Vec<InterfaceStatus>,
+    pub program_id: u32,
+    pub uptime_secs: u64,
+    pub config_source: String,
+    pub adopted_pinned_state: bool,
+    pub pin_dir: String,
+    pub maps: Vec<MapFill>,
+    pub source_inserts: u64,
+    pub eviction_pressure: bool,
+    pub events_suppressed: u64,
+    pub events_lost: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    pub mode: AttachedMode,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MapFill {
+    pub name: String,
+    pub entries: u64,
+    pub capacity: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopRow {
+    /// A source address, or a prefix in CIDR form with `--prefixes`.
+    pub target: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub drops: u64,
+    pub last_seen_secs_ago: f64,
+    /// The active ban, if any.
+    pub ban: Option<BanRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListEntry {
+    pub cidr: IpNet,
+    /// "config" (from the file) or "runtime" (added with the CLI).
+    pub origin: String,
+    /// Seconds until a temporary block ends.
+    pub expires_in_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BanRow {
+    /// The banned source (`/32`, `/128`) or prefix.
+    pub target: IpNet,
+    pub reason: String,
+    pub remaining_secs: f64,
+    pub duration_secs: f64,
+    pub offenses: u32,
+}

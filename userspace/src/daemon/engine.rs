@@ -1,0 +1,509 @@
+//! The daemon's state and the one place changes are applied to the maps.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use floodgate_common::{
+    BanKey, BlockEntry, Reason, SETTINGS_MONITOR, Settings, TrackState, maps,
+};
+use ipnet::IpNet;
+use tracing::{info, warn};
+
+use super::{
+    DaemonError, Options, links,
+    runtime::{Runtime, unix_now},
+};
+use crate::{
+    addr::{from_lpm_key, lpm_key, mapped, unmapped},
+    config::Config,
+    control::proto::{
+        BanRow, InterfaceStatus, ListEntry, MapFill, Mode, Reply, Request, Response, Status, TopBy,
+        TopRow,
+    },
+    loader::{Capacity, Floodgate},
+    policy::{Compiled, compile},
+    stats::Stats,
+};
+
+const SECOND: u64 = 1_000_000_000;
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |ts| {
+        u64::try_from(ts.tv_sec()).unwrap_or(0) * SECOND + u64::try_from(ts.tv_nsec()).unwrap_or(0)
+    })
+}
+
+/// What the main loop should do after a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum After {
+    Continue,
+    /// Every interface was detached: exit.
+    Exit,
+}
+
+pub struct Engine {
+    pub fg: Floodgate,
+    pin_dir: PathBuf,
+    state_dir: PathBuf,
+    config_path: Option<PathBuf>,
+    config: Config,
+    compiled: Compiled,
+    runtime: Runtime,
+    interfaces: Vec<InterfaceStatus>,
+    started: Instant,
+    /// Policy slots written last time (stale ones are cleared after a reload).
+    policies_len: usize,
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, DaemonError> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::default()),
+    }
+}
+
+impl Engine {
+    /// Loads the config and the program (adopting pinned state), writes the
+    /// policy, then attaches: the program never runs with an empty policy.
+    pub fn start(opts: &Options) -> Result<Engine, DaemonError> {
+        let config = load_config(opts.config.as_deref())?;
+        let compiled = compile(&config);
+        let runtime = Runtime::load(&opts.state_dir)?;
+        super::bpffs::ensure(&opts.pin_dir)?;
+        let c = compiled.capacity;
+        let capacity = Capacity {
+            sources: c.sources,
+            prefixes: c.prefixes,
+            bans: c.bans,
+            lists: c.lists,
+        };
+        let fg = Floodgate::load(capacity, Some(&opts.pin_dir))?;
+        if fg.adopted() {
+            info!(pin_dir = %opts.pin_dir.display(), "adopted pinned maps: counters, bans and tracked sources carry over");
+        }
+        let mut engine = Engine {
+            fg,
+            pin_dir: opts.pin_dir.clone(),
+            state_dir: opts.state_dir.clone(),
+            config_path: opts.config.clone(),
+            config,
+            compiled,
+            runtime,
+            interfaces: Vec::new(),
+            started: Instant::now(),
+            policies_len: 0,
+        };
+        engine.apply()?;
+        for iface in &opts.ifaces {
+            let previous = engine.runtime.attached.get(iface).copied();
+            let mode = links::attach_pinned(&mut engine.fg, iface, opts.xdp_mode, &opts.pin_dir, previous)?;
+            engine.runtime.attached.insert(iface.clone(), mode);
+            engine.interfaces.push(InterfaceStatus {
+                name: iface.clone(),
+                mode,
+            });
+        }
+        engine.runtime.save(&engine.state_dir)?;
+        Ok(engine)
+    }
+
+    fn mode(&self) -> Mode {
+        self.runtime.mode.unwrap_or(if self.config.mode_monitor() {
+            Mode::Monitor
+        } else {
+            Mode::Enforce
+        })
+    }
+
+    fn settings(&self) -> Settings {
+        let mut s = self.compiled.settings;
+        match self.mode() {
+            Mode::Monitor => s.flags |= SETTINGS_MONITOR,
+            Mode::Enforce => s.flags &= !SETTINGS_MONITOR,
+        }
+        s
+    }
+
+    /// Writes the compiled policy plus runtime changes. Order matters so no
+    /// packet sees a gap: new policy slots before the rules that point at them,
+    /// ports before the flag that scopes limits to them, stale slots last.
+    fn apply(&mut self) -> Result<(), DaemonError> {
+        let now_mono = monotonic_ns();
+        let now_unix = unix_now();
+        self.fg.sync_ports(&self.compiled.ports)?;
+        let policies = self.compiled.policies.clone();
+        self.fg.write_policies(&policies, 0)?;
+        let rules: Vec<_> = self.compiled.rules.iter().map(|(n, slot)| (lpm_key(n), *slot)).collect();
+        self.fg.sync_rules(&rules)?;
+        let block: Vec<_> = self
+            .runtime
+            .block(&self.compiled.block)
+            .into_iter()
+            .map(|(net, _, until)| {
+                let expires_ns = until.map_or(0, |u| now_mono + u.saturating_sub(now_unix) * SECOND);
+                (lpm_key(&net), BlockEntry { expires_ns })
+            })
+            .collect();
+        self.fg.sync_block(&block)?;
+        let allow: Vec<_> = self
+            .runtime
+            .allow(&self.compiled.allow)
+            .into_iter()
+            .map(|(net, _)| lpm_key(&net))
+            .collect();
+        self.fg.sync_allow(&allow)?;
+        let settings = self.settings();
+        self.fg.write_settings(&settings)?;
+        if self.policies_len > policies.len() {
+            // Slots of removed rules: no rule points at them any more.
+            self.fg.write_policies(&policies, self.policies_len)?;
+        }
+        self.policies_len = policies.len();
+        Ok(())
+    }
+
+    /// Re-reads and validates the config, then applies only what changed.
+    /// An invalid config changes nothing.
+    pub fn reload(&mut self) -> Result<String, DaemonError> {
+        let config = load_config(self.config_path.as_deref())?;
+        let compiled = compile(&config);
+        let c = compiled.capacity;
+        if c != self.compiled.capacity {
+            warn!("map capacities changed in the config; they apply after `floodgate detach` and a restart");
+        }
+        let old = std::mem::replace(&mut self.compiled, compiled);
+        self.config = config;
+        if let Err(e) = self.apply() {
+            // Put the old policy back: a half-applied reload is worse than none.
+            self.compiled = old;
+            let _ = self.apply();
+            return Err(e);
+        }
+        let message = format!(
+            "reloaded {}: {} rules, {} allow and {} block entries, mode {}",
+            self.config_source(),
+            self.compiled.rules.len(),
+            self.compiled.allow.len(),
+            self.compiled.block.len(),
+            self.mode().name()
+        );
+        info!("{message}");
+        Ok(message)
+    }
+
+    fn config_source(&self) -> String {
+        self.config_path
+            .as_ref()
+            .map_or_else(|| "the embedded default policy".to_owned(), |p| p.display().to_string())
+    }
+
+    /// Periodic work: ends temporary blocks.
+    pub fn tick(&mut self) {
+        if self.runtime.expire(unix_now()) {
+            if let Err(e) = self.runtime.save(&self.state_dir) {
+                warn!(error = %e, "saving runtime state");
+            }
+            if let Err(e) = self.apply() {
+                warn!(error = %e, "removing expired blocks");
+            }
+        }
+    }
+
+    pub fn handle(&mut self, request: Request) -> (Response, After) {
+        match self.dispatch(request) {
+            Ok((reply, after)) => (Response::Ok(reply), after),
+            Err(e) => (Response::Error(e.to_string()), After::Continue),
+        }
+    }
+
+    fn done(message: impl Into<String>) -> Result<(Reply, After), DaemonError> {
+        Ok((Reply::Done { message: message.into() }, After::Continue))
+    }
+
+    fn save_and_apply(&mut self) -> Result<(), DaemonError> {
+        self.runtime.save(&self.state_dir)?;
+        self.apply()
+    }
+
+    fn dispatch(&mut self, request: Request) -> Result<(Reply, After), DaemonError> {
+        match request {
+            Request::Status => Ok((Reply::Status(self.status()?), After::Continue)),
+            Request::Stats => Ok((
+                Reply::Stats(Stats::from_counters(&self.fg.counters()?, self.mode() == Mode::Monitor)),
+                After::Continue,
+            )),
+            Request::Top { n, by, prefixes } => Ok((Reply::Top { rows: self.top(n, by, prefixes)? }, After::Continue)),
+            Request::AllowAdd { cidr } => {
+                let cidr = cidr.trunc();
+                self.runtime.allow_removed.remove(&cidr);
+                if !self.compiled.allow.contains(&cidr) {
+                    self.runtime.allow_added.insert(cidr);
+                }
+                self.save_and_apply()?;
+                Self::done(format!("allowed {cidr}"))
+            }
+            Request::AllowRemove { cidr } => {
+                let cidr = cidr.trunc();
+                let known = self.runtime.allow_added.remove(&cidr) | self.compiled.allow.contains(&cidr);
+                if !known {
+                    return Err(DaemonError::NotListed { list: "allow", cidr });
+                }
+                if self.compiled.allow.contains(&cidr) {
+                    self.runtime.allow_removed.insert(cidr);
+                }
+                self.save_and_apply()?;
+                Self::done(format!("removed {cidr} from the allow list"))
+            }
+            Request::AllowList => {
+                let entries = self
+                    .runtime
+                    .allow(&self.compiled.allow)
+                    .into_iter()
+                    .map(|(cidr, origin)| ListEntry {
+                        cidr,
+                        origin: origin.to_owned(),
+                        expires_in_secs: None,
+                    })
+                    .collect();
+                Ok((Reply::List { entries }, After::Continue))
+            }
+            Request::BlockAdd { cidr, for_secs } => {
+                let cidr = cidr.trunc();
+                self.runtime.block_removed.remove(&cidr);
+                let until = for_secs.map(|s| unix_now() + s);
+                self.runtime.block_added.insert(cidr, until);
+                self.save_and_apply()?;
+                Self::done(match for_secs {
+                    Some(s) => format!("blocked {cidr} for {}", humantime::format_duration(std::time::Duration::from_secs(s))),
+                    None => format!("blocked {cidr}"),
+                })
+            }
+            Request::BlockRemove { cidr } => {
+                let cidr = cidr.trunc();
+                let known = self.runtime.block_added.remove(&cidr).is_some() | self.compiled.block.contains(&cidr);
+                if !known {
+                    return Err(DaemonError::NotListed { list: "block", cidr });
+                }
+                if self.compiled.block.contains(&cidr) {
+                    self.runtime.block_removed.insert(cidr);
+                }
+                self.save_and_apply()?;
+                Self::done(format!("removed {cidr} from the block list"))
+            }
+            Request::BlockList => {
+                let now = unix_now();
+                let entries = self
+                    .runtime
+                    .block(&self.compiled.block)
+                    .into_iter()
+                    .map(|(cidr, origin, until)| ListEntry {
+                        cidr,
+                        origin: origin.to_owned(),
+                        expires_in_secs: until.map(|u| u.saturating_sub(now)),
+                    })
+                    .collect();
+                Ok((Reply::List { entries }, After::Continue))
+            }
+            Request::BansList => Ok((Reply::Bans { bans: self.active_bans()?.into_values().collect() }, After::Continue)),
+            Request::BansClear { addr } => {
+                let cleared = self.clear_bans(addr)?;
+                Self::done(format!("cleared {cleared} ban(s)"))
+            }
+            Request::Mode { mode } => {
+                self.runtime.mode = Some(mode);
+                self.save_and_apply()?;
+                info!(mode = mode.name(), "mode changed");
+                Self::done(format!("mode is now {}", mode.name()))
+            }
+            Request::Reload => Self::done(self.reload()?),
+            Request::Detach { iface } => self.detach(iface),
+        }
+    }
+
+    fn detach(&mut self, iface: Option<String>) -> Result<(Reply, After), DaemonError> {
+        let io = |source| DaemonError::Io {
+            path: self.pin_dir.clone(),
+            source,
+        };
+        match iface {
+            Some(name) => {
+                if !links::detach(&self.pin_dir, &name).map_err(io)? {
+                    return Err(DaemonError::NotAttached(name));
+                }
+                self.interfaces.retain(|i| i.name != name);
+                self.runtime.attached.remove(&name);
+                self.runtime.save(&self.state_dir)?;
+                info!(iface = name, "detached");
+                let after = if self.interfaces.is_empty() { After::Exit } else { After::Continue };
+                Ok((Reply::Done { message: format!("detached from {name}") }, after))
+            }
+            None => {
+                remove_pins(&self.pin_dir).map_err(io)?;
+                self.runtime.attached.clear();
+                self.runtime.save(&self.state_dir)?;
+                info!("detached from every interface and removed the pins");
+                Ok((Reply::Done { message: "detached from every interface; pins removed".into() }, After::Exit))
+            }
+        }
+    }
+
+    fn status(&self) -> Result<Status, DaemonError> {
+        let program_id = self.fg.program()?.info().map(|i| i.id()).unwrap_or(0);
+        let g = self.fg.global_state()?;
+        let settings = self.settings();
+        let c = self.compiled.capacity;
+        let count = |name: &'static str| self.fg.count_entries(name).unwrap_or(0);
+        let maps = [
+            (maps::SOURCES, c.sources),
+            (maps::PREFIXES, c.prefixes),
+            (maps::BANS, c.bans),
+            (maps::ALLOW, c.lists),
+            (maps::BLOCK, c.lists),
+            (maps::RULES, c.lists),
+        ]
+        .into_iter()
+        .map(|(name, cap)| MapFill {
+            name: name.to_lowercase(),
+            entries: count(name),
+            capacity: u64::from(cap),
+        })
+        .collect();
+        Ok(Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            mode: self.mode(),
+            interfaces: self.interfaces.clone(),
+            program_id,
+            uptime_secs: self.started.elapsed().as_secs(),
+            config_source: self.config_source(),
+            adopted_pinned_state: self.fg.adopted(),
+            pin_dir: self.pin_dir.display().to_string(),
+            maps,
+            source_inserts: g.source_inserts,
+            eviction_pressure: settings.pressure_threshold != 0 && g.source_inserts >= settings.pressure_threshold,
+            events_suppressed: g.events_suppressed,
+            events_lost: g.events_lost,
+        })
+    }
+
+    fn prefix_len_of(&self, addr: IpAddr) -> u32 {
+        let s = &self.compiled.settings;
+        match addr {
+            IpAddr::V4(_) => 96 + s.prefix_v4,
+            IpAddr::V6(_) => s.prefix_v6,
+        }
+    }
+
+    /// Active bans keyed by their map key.
+    fn active_bans(&self) -> Result<HashMap<BanKey, BanRow>, DaemonError> {
+        let now = monotonic_ns();
+        Ok(self
+            .fg
+            .bans()?
+            .into_iter()
+            .filter(|(_, b)| b.until_ns > now)
+            .map(|(k, b)| {
+                let target = if k.prefix_len >= 128 {
+                    IpNet::from(unmapped(k.addr))
+                } else {
+                    from_lpm_key(k.prefix_len, k.addr)
+                };
+                let row = BanRow {
+                    target,
+                    reason: Reason::from_u32(b.reason).map_or("unknown", Reason::name).to_owned(),
+                    remaining_secs: (b.until_ns - now) as f64 / 1e9,
+                    duration_secs: b.duration_ns as f64 / 1e9,
+                    offenses: b.offenses,
+                };
+                (k, row)
+            })
+            .collect())
+    }
+
+    fn clear_bans(&mut self, addr: Option<IpAddr>) -> Result<usize, DaemonError> {
+        let keys: Vec<BanKey> = match addr {
+            None => self.fg.bans()?.into_iter().map(|(k, _)| k).collect(),
+            Some(a) => {
+                let plen = self.prefix_len_of(a);
+                let family_len = if a.is_ipv4() { plen - 96 } else { plen };
+                let prefix = IpNet::new(a, u8::try_from(family_len).unwrap_or(128))
+                    .map_or_else(|_| IpNet::from(a), |n| n.trunc());
+                let (_, masked) = lpm_key(&prefix);
+                vec![
+                    BanKey { addr: mapped(a), prefix_len: 128, _pad: 0 },
+                    BanKey { addr: masked, prefix_len: plen, _pad: 0 },
+                ]
+            }
+        };
+        let active = self.active_bans()?;
+        let mut cleared = 0;
+        for k in &keys {
+            if active.contains_key(k) {
+                cleared += 1;
+            }
+            self.fg.remove_ban(k)?;
+        }
+        info!(cleared, "bans cleared");
+        Ok(cleared)
+    }
+
+    fn top(&self, n: usize, by: TopBy, prefixes: bool) -> Result<Vec<TopRow>, DaemonError> {
+        let name = if prefixes { maps::PREFIXES } else { maps::SOURCES };
+        let mut rows: Vec<(IpAddr, TrackState)> = self.fg.tracked(name)?;
+        let key = |s: &TrackState| match by {
+            TopBy::Packets => s.packets,
+            TopBy::Bytes => s.bytes,
+            TopBy::Drops => s.drops,
+        };
+        rows.sort_by(|a, b| key(&b.1).cmp(&key(&a.1)));
+        rows.truncate(n);
+        let bans = self.active_bans()?;
+        let now = monotonic_ns();
+        Ok(rows
+            .into_iter()
+            .map(|(addr, s)| {
+                let (target, ban_key) = if prefixes {
+                    let plen = self.prefix_len_of(addr);
+                    let net = from_lpm_key(plen, mapped(addr));
+                    (net.to_string(), BanKey { addr: mapped(addr), prefix_len: plen, _pad: 0 })
+                } else {
+                    (addr.to_string(), BanKey { addr: mapped(addr), prefix_len: 128, _pad: 0 })
+                };
+                TopRow {
+                    target,
+                    packets: s.packets,
+                    bytes: s.bytes,
+                    drops: s.drops,
+                    last_seen_secs_ago: now.saturating_sub(s.last_seen_ns) as f64 / 1e9,
+                    ban: bans.get(&ban_key).cloned(),
+                }
+            })
+            .collect())
+    }
+}
+
+/// Removes every pin (links first: that detaches the program) and the pin dir.
+pub fn remove_pins(pin_dir: &Path) -> std::io::Result<()> {
+    for iface in links::pinned_interfaces(pin_dir) {
+        links::detach(pin_dir, &iface)?;
+    }
+    for dir in [links::links_dir(pin_dir), crate::loader::map_pin_dir(pin_dir)] {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        match std::fs::remove_dir(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    match std::fs::remove_dir(pin_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,181 @@
+//! `floodgate run`: loads the program once, attaches it to every interface,
+//! applies the policy, serves the control socket and turns kernel events into
+//! logs. Filtering stays in place when the daemon exits (pinned links and maps);
+//! a restarted daemon adopts that state.
+
+pub mod bpffs;
+pub mod engine;
+pub mod events;
+pub mod links;
+pub mod runtime;
+
+use std::{path::PathBuf, time::Duration};
+
+use aya::maps::{MapData, RingBuf};
+use floodgate_common::maps;
+use ipnet::IpNet;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use tracing::{info, warn};
+
+use crate::{
+    config::ConfigError,
+    control::server::{self, ServerError},
+    loader::{AttachMode, LoadError},
+};
+use engine::{After, Engine};
+
+/// Everything `floodgate run` is told.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub ifaces: Vec<String>,
+    pub config: Option<PathBuf>,
+    pub socket: PathBuf,
+    pub pin_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub xdp_mode: AttachMode,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] runtime::StateError),
+    #[error(transparent)]
+    Bpffs(#[from] bpffs::BpffsError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{cidr} is not on the {list} list; see `floodgate {list} list`")]
+    NotListed { list: &'static str, cidr: IpNet },
+    #[error("floodgate is not attached to {0}; see `floodgate status`")]
+    NotAttached(String),
+    #[error("aya-log: {0}")]
+    Log(#[from] aya_log::Error),
+}
+
+/// Registers a ring buffer with the runtime to wait for its records.
+fn watch<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>, DaemonError> {
+    // SAFETY: `inner` owns its file descriptor (a map fd) for as long as the
+    // AsyncFd lives, and always reports the same one.
+    unsafe { AsyncFd::register(inner) }.map_err(|e| DaemonError::Io {
+        path: PathBuf::from(what),
+        source: e.into_parts().1,
+    })
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (filtering stays) or a full detach.
+pub async fn run(opts: Options) -> Result<(), DaemonError> {
+    let mut engine = Engine::start(&opts)?;
+    let mut logger = match aya_log::EbpfLogger::init(engine.fg.ebpf_mut()) {
+        Ok(l) => Some(watch(l, "aya-log ring buffer")?),
+        Err(e) => {
+            warn!(error = %e, "no log records from the XDP program");
+            None
+        }
+    };
+    let events = engine
+        .fg
+        .ebpf_mut()
+        .take_map(maps::EVENTS)
+        .ok_or(LoadError::Map {
+            name: maps::EVENTS,
+            source: aya::maps::MapError::InvalidName {
+                name: maps::EVENTS.into(),
+            },
+        })?;
+    let events: RingBuf<MapData> = RingBuf::try_from(events).map_err(|source| LoadError::Map {
+        name: maps::EVENTS,
+        source,
+    })?;
+    let mut events = watch(events, "event ring buffer")?;
+
+    let listener = server::bind(&opts.socket).await?;
+    let (calls_tx, mut calls) = mpsc::channel(64);
+    let server = tokio::spawn(server::serve(listener, calls_tx));
+    let sig = |kind| {
+        signal(kind).map_err(|source| DaemonError::Io {
+            path: PathBuf::from("signal handler"),
+            source,
+        })
+    };
+    let (mut hup, mut term, mut int) = (
+        sig(SignalKind::hangup())?,
+        sig(SignalKind::terminate())?,
+        sig(SignalKind::interrupt())?,
+    );
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    info!(
+        socket = %opts.socket.display(),
+        interfaces = ?opts.ifaces,
+        "floodgate is filtering"
+    );
+
+    loop {
+        tokio::select! {
+            Some((request, reply)) = calls.recv() => {
+                let (response, after) = engine.handle(request);
+                let _ = reply.send(response);
+                if after == After::Exit {
+                    break;
+                }
+            }
+            _ = hup.recv() => match engine.reload() {
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "reload refused; the running policy is unchanged"),
+            },
+            _ = term.recv() => {
+                info!("SIGTERM: exiting, filtering stays in place (use `floodgate detach` to remove it)");
+                break;
+            }
+            _ = int.recv() => {
+                info!("SIGINT: exiting, filtering stays in place (use `floodgate detach` to remove it)");
+                break;
+            }
+            guard = events.readable_mut() => {
+                if let Ok(mut guard) = guard {
+                    let ring = guard.get_inner_mut();
+                    while let Some(record) = ring.next() {
+                        if let Some(e) = events::decode(&record) {
+                            info!(
+                                target = %e.target,
+                                reason = e.reason,
+                                duration = %humantime::format_duration(e.duration),
+                                offenses = e.offenses,
+                                observed_pps = e.observed_pps,
+                                "banned"
+                            );
+                        }
+                    }
+                    guard.clear_ready();
+                }
+            }
+            guard = async {
+                match logger.as_mut() {
+                    Some(l) => l.readable_mut().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Ok(mut guard) = guard {
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
+            }
+            _ = tick.tick() => engine.tick(),
+        }
+    }
+    server.abort();
+    let _ = std::fs::remove_file(&opts.socket);
+    Ok(())
+}

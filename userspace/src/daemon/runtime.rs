@@ -1,0 +1,149 @@
+//! Changes made from the CLI (allow/block entries, mode) persist in the state dir
+//! and are re-applied on every start, after a reboot too, on top of the config.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::{control::proto::Mode, loader::AttachedMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("reading {path}: {source}; fix or remove the file (it only holds CLI changes)")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid ({source}); fix or remove the file (it only holds CLI changes)")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("writing {path}: {source}; is the state dir writable?")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything the CLI changed at runtime.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Runtime {
+    pub allow_added: BTreeSet<IpNet>,
+    pub allow_removed: BTreeSet<IpNet>,
+    /// Blocks added with the CLI; the value is the Unix time (seconds) a
+    /// temporary block ends, `None` for a permanent one.
+    pub block_added: BTreeMap<IpNet, Option<u64>>,
+    pub block_removed: BTreeSet<IpNet>,
+    /// Mode set with `floodgate mode`, overriding the config.
+    pub mode: Option<Mode>,
+    /// How each interface was attached (bpffs cannot hold this next to the link).
+    pub attached: BTreeMap<String, AttachedMode>,
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Runtime {
+    fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("runtime.json")
+    }
+
+    pub fn load(state_dir: &Path) -> Result<Runtime, StateError> {
+        let path = Self::path(state_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Runtime::default()),
+            Err(source) => Err(StateError::Read { path, source }),
+        }
+    }
+
+    /// Writes atomically (temp file + rename) so a crash never leaves half a file.
+    pub fn save(&self, state_dir: &Path) -> Result<(), StateError> {
+        let path = Self::path(state_dir);
+        let write_err = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(write_err)?;
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| write_err(std::io::Error::other(e)))?;
+        std::fs::write(&tmp, bytes).map_err(write_err)?;
+        std::fs::rename(&tmp, &path).map_err(write_err)
+    }
+
+    /// Drops temporary blocks that have ended; true if any did.
+    pub fn expire(&mut self, now_unix: u64) -> bool {
+        let before = self.block_added.len();
+        self.block_added
+            .retain(|_, until| until.is_none_or(|t| t > now_unix));
+        before != self.block_added.len()
+    }
+
+    /// The allow list: config entries plus CLI additions minus CLI removals.
+    pub fn allow(&self, config: &[IpNet]) -> Vec<(IpNet, &'static str)> {
+        let mut out: BTreeMap<IpNet, &'static str> = config
+            .iter()
+            .filter(|c| !self.allow_removed.contains(c))
+            .map(|c| (*c, "config"))
+            .collect();
+        for c in &self.allow_added {
+            out.entry(*c).or_insert("runtime");
+        }
+        out.into_iter().collect()
+    }
+
+    /// The block list with each entry's end (Unix seconds) if temporary.
+    pub fn block(&self, config: &[IpNet]) -> Vec<(IpNet, &'static str, Option<u64>)> {
+        let mut out: BTreeMap<IpNet, (&'static str, Option<u64>)> = config
+            .iter()
+            .filter(|c| !self.block_removed.contains(c))
+            .map(|c| (*c, ("config", None)))
+            .collect();
+        for (c, until) in &self.block_added {
+            out.insert(*c, ("runtime", *until));
+        }
+        out.into_iter().map(|(c, (o, u))| (c, o, u)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("literal")
+    }
+
+    #[test]
+    fn runtime_changes_layer_over_config_and_persist() {
+        let dir = std::env::temp_dir().join(format!("fg-runtime-{}", std::process::id()));
+        let mut rt = Runtime::default();
+        rt.allow_added.insert(net("198.18.0.0/24"));
+        rt.allow_removed.insert(net("10.0.0.0/8"));
+        rt.block_added.insert(net("198.19.0.0/16"), Some(100));
+        rt.block_added.insert(net("198.19.1.0/24"), None);
+        rt.mode = Some(Mode::Monitor);
+        rt.save(&dir).expect("save");
+        let back = Runtime::load(&dir).expect("load");
+        assert_eq!(back, rt);
+        let allow = back.allow(&[net("10.0.0.0/8"), net("192.0.2.0/24")]);
+        assert_eq!(allow, vec![(net("192.0.2.0/24"), "config"), (net("198.18.0.0/24"), "runtime")]);
+        let mut back = back;
+        assert!(back.expire(100));
+        assert_eq!(back.block(&[]), vec![(net("198.19.1.0/24"), "runtime", None)]);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

@@ -1,0 +1,168 @@
+//! Compiles a validated [`Config`] into what the maps hold.
+
+use floodgate_common::{
+    POLICY_MONITOR, Policy, PortKey, Quota, Rate, SETTINGS_DROP_MALFORMED, SETTINGS_MONITOR,
+    SETTINGS_PORTS_SCOPED, SETTINGS_READY, Settings,
+};
+use ipnet::IpNet;
+
+use crate::config::{Config, Limit, PrefixLimits, QuotaSpec, RateSpec, SourceLimits};
+
+/// Map capacities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    pub sources: u32,
+    pub prefixes: u32,
+    pub bans: u32,
+    pub lists: u32,
+}
+
+/// Everything the maps hold for one configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    pub settings: Settings,
+    /// Slot 0 is the default policy, then one per rule in file order.
+    pub policies: Vec<Policy>,
+    /// Each CIDR of rule `i` points at slot `i + 1`.
+    pub rules: Vec<(IpNet, u32)>,
+    pub allow: Vec<IpNet>,
+    pub block: Vec<IpNet>,
+    pub ports: Vec<PortKey>,
+    pub capacity: Capacity,
+}
+
+fn ns(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn rate(spec: Option<RateSpec>, burst: u64) -> Rate {
+    spec.map_or(Rate::OFF, |r| Rate::new(r.count, ns(r.per), burst))
+}
+
+fn limit(l: &Limit) -> Rate {
+    rate(l.rate, l.burst)
+}
+
+fn quota(q: Option<QuotaSpec>) -> Quota {
+    q.map_or(Quota::default(), |q| Quota {
+        limit: q.limit,
+        window_ns: ns(q.window),
+    })
+}
+
+fn policy(source: &SourceLimits, prefix: &PrefixLimits, monitor: bool) -> Policy {
+    Policy {
+        packets: limit(&source.packets),
+        bytes: limit(&source.bytes),
+        syn: limit(&source.syn),
+        quota: quota(source.quota),
+        prefix_packets: limit(&prefix.packets),
+        prefix_syn: limit(&prefix.syn),
+        prefix_quota: quota(prefix.quota),
+        ban_ns: ns(source.ban),
+        prefix_ban_ns: ns(prefix.ban),
+        flags: if monitor { POLICY_MONITOR } else { 0 },
+        _pad: 0,
+    }
+}
+
+/// Compiles the config. Global monitor mode is a settings flag and applies to
+/// every rule; a rule's own `mode = "monitor"` sets its policy flag.
+pub fn compile(config: &Config) -> Compiled {
+    let mut flags = SETTINGS_READY;
+    if config.monitor {
+        flags |= SETTINGS_MONITOR;
+    }
+    if config.drop_malformed {
+        flags |= SETTINGS_DROP_MALFORMED;
+    }
+    if !config.ports.is_empty() {
+        flags |= SETTINGS_PORTS_SCOPED;
+    }
+    let cap = &config.capacity;
+    let (pressure_threshold, new_source_budget) = match cap.new_source_budget {
+        Some(r) => (
+            ((f64::from(cap.sources) * cap.pressure) as u64).max(1),
+            Rate::new(r.count, ns(r.per), (r.per_second().ceil() as u64).max(1)),
+        ),
+        None => (0, Rate::OFF),
+    };
+    let settings = Settings {
+        flags,
+        prefix_v4: u32::from(config.prefix_v4),
+        prefix_v6: u32::from(config.prefix_v6),
+        ban_factor: config.escalation.factor,
+        ban_max_ns: ns(config.escalation.max),
+        ban_forget_ns: ns(config.escalation.forget),
+        pressure_threshold,
+        new_source_budget,
+        event_rate: config
+            .event_rate
+            .map_or(Rate::OFF, |r| Rate::new(r.count, ns(r.per), (r.per_second().ceil() as u64).max(1))),
+    };
+    let mut policies = vec![policy(&config.limits, &config.prefix, false)];
+    let mut rules = Vec::new();
+    for (i, rule) in config.rules.iter().enumerate() {
+        policies.push(policy(&rule.limits, &rule.prefix, rule.monitor));
+        let slot = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        rules.extend(rule.matches.iter().map(|net| (*net, slot)));
+    }
+    let ports = config
+        .ports
+        .iter()
+        .map(|p| PortKey {
+            proto: u16::from(p.proto),
+            port: p.port.unwrap_or(0),
+        })
+        .collect();
+    Compiled {
+        settings,
+        policies,
+        rules,
+        allow: config.allow.clone(),
+        block: config.block.clone(),
+        ports,
+        capacity: Capacity {
+            sources: cap.sources,
+            prefixes: cap.prefixes,
+            bans: cap.bans,
+            lists: cap.lists,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floodgate_common::FP_SHIFT;
+
+    #[test]
+    fn default_policy_compiles_to_kernel_numbers() {
+        let c = compile(&Config::default());
+        let p = &c.policies[0];
+        assert_eq!(p.packets.interval_fp, 1_000_000 << FP_SHIFT);
+        assert_eq!(p.packets.tolerance_ns, 2_000_000_000);
+        assert_eq!(p.quota, Quota { limit: 200_000, window_ns: 86_400_000_000_000 });
+        assert_eq!(p.ban_ns, 300_000_000_000);
+        assert_eq!(c.settings.flags, SETTINGS_READY | SETTINGS_PORTS_SCOPED);
+        assert_eq!(c.settings.prefix_v4, 24);
+        assert_eq!(c.settings.pressure_threshold, 900_000);
+        assert_eq!(c.ports, vec![PortKey { proto: 6, port: 80 }, PortKey { proto: 6, port: 443 }]);
+    }
+
+    #[test]
+    fn rules_get_their_own_slots() {
+        let config = Config::from_toml(
+            "mode = \"monitor\"\nlimits.ports = []\n[[rule]]\nname = \"a\"\nmatch = [\"203.0.113.0/24\", \"2001:db8::/48\"]\nmode = \"monitor\"\npackets = \"10/s\"\n",
+            "t.toml",
+        )
+        .expect("valid");
+        let c = compile(&config);
+        assert_eq!(c.policies.len(), 2);
+        assert_eq!(c.policies[1].flags, POLICY_MONITOR);
+        assert_eq!(c.policies[1].packets.tolerance_ns, 1_000_000_000);
+        assert_eq!(c.rules.len(), 2);
+        assert!(c.rules.iter().all(|(_, slot)| *slot == 1));
+        assert_eq!(c.settings.flags, SETTINGS_READY | SETTINGS_MONITOR);
+    }
+}

@@ -2,4 +2,5 @@
 //! program loaded for BPF_PROG_TEST_RUN.
 
 pub mod dut;
+pub mod lab;
 pub mod packets;

@@ -1,0 +1,47 @@
+//! `cargo xtask test`: formatting, lints, then every test; and a check that the
+//! tests left nothing behind on the host.
+
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::util;
+
+pub fn run(extra: &[String]) -> Result<()> {
+    util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))?;
+    util::run(util::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // Integration tests share the machine's two CPUs and measure rates: two at a time.
+    let result = util::run(
+        util::cargo()
+            .args(["test", "--workspace", "--all-targets", "--"])
+            .args(["--test-threads=2"])
+            .args(extra),
+    );
+    let leaks = leftovers();
+    result?;
+    if !leaks.is_empty() {
+        bail!("the tests left things behind: {}", leaks.join("; "));
+    }
+    Ok(())
+}
+
+/// Lab namespaces still present, or XDP on the host's own interfaces.
+fn leftovers() -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(list) = util::output(Command::new("ip").args(["netns", "list"])) {
+        let labs: Vec<&str> = list
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with("fg"))
+            .collect();
+        if !labs.is_empty() {
+            found.push(format!("network namespaces {}", labs.join(" ")));
+        }
+    }
+    for dev in ["eth0", "lo"] {
+        if util::output(Command::new("ip").args(["link", "show", dev])).is_some_and(|s| s.contains("xdp")) {
+            found.push(format!("an XDP program on the host's {dev} (remove it: ip link set dev {dev} xdp off)"));
+        }
+    }
+    found
+}

@@ -50,13 +50,9 @@ fn main() -> Result<()> {
 fn build(workspace: &Path, out_dir: &Path, object: &Path) -> Result<()> {
     let target_dir = out_dir.join("ebpf-target");
     let mut rustflags = OsString::new();
-    for (i, flag) in [
-        "-Cdebuginfo=2",
-        "-Clink-arg=--btf",
-        "-Ctarget-cpu=v3",
-    ]
-    .iter()
-    .enumerate()
+    for (i, flag) in ["-Cdebuginfo=2", "-Clink-arg=--btf", "-Ctarget-cpu=v3"]
+        .iter()
+        .enumerate()
     {
         if i > 0 {
             rustflags.push("\x1f");
@@ -67,19 +63,34 @@ fn build(workspace: &Path, out_dir: &Path, object: &Path) -> Result<()> {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").context("CARGO_CFG_TARGET_ARCH not set")?;
     rustflags.push(format!("\x1f--cfg=bpf_target_arch=\"{arch}\""));
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", "build", "--package", PACKAGE, "--bin", BIN])
-        .args(["--release", "--target", TARGET, "-Z", "build-std=core"])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(workspace)
-        .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
+    cmd.args([
+        "run",
+        "nightly",
+        "cargo",
+        "build",
+        "--package",
+        PACKAGE,
+        "--bin",
+        BIN,
+    ])
+    .args(["--release", "--target", TARGET, "-Z", "build-std=core"])
+    .arg("--target-dir")
+    .arg(&target_dir)
+    .current_dir(workspace)
+    .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
     // The outer build's compiler settings must not leak into the nightly build.
-    for key in ["RUSTC", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "RUSTFLAGS", "CARGO"] {
+    for key in [
+        "RUSTC",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO",
+    ] {
         cmd.env_remove(key);
     }
-    let status = cmd
-        .status()
-        .with_context(|| format!("running {cmd:?}; install the toolchain with `cargo xtask setup`"))?;
+    let status = cmd.status().with_context(|| {
+        format!("running {cmd:?}; install the toolchain with `cargo xtask setup`")
+    })?;
     if !status.success() {
         bail!("building the eBPF program failed ({status}); run `cargo xtask setup` and retry");
     }

@@ -84,7 +84,11 @@ impl Dut {
             data_in: Some(frame),
             ..TestRunOptions::default()
         };
-        let r = self.fg.program()?.test_run(opts).context("BPF_PROG_TEST_RUN")?;
+        let r = self
+            .fg
+            .program()?
+            .test_run(opts)
+            .context("BPF_PROG_TEST_RUN")?;
         Ok(r.return_value)
     }
 

@@ -127,7 +127,8 @@ impl Ns {
     }
 
     pub fn add_route(&self, dest: &str, ifname: &str) -> Result<()> {
-        self.run("ip", &["route", "add", dest, "dev", ifname]).map(drop)
+        self.run("ip", &["route", "add", dest, "dev", ifname])
+            .map(drop)
     }
 
     /// The MAC address of an interface in this namespace.
@@ -154,7 +155,11 @@ impl Lab {
         require_root()?;
         sweep_stale();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let tag: String = tag.chars().filter(char::is_ascii_alphanumeric).take(6).collect();
+        let tag: String = tag
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(6)
+            .collect();
         Ok(Lab {
             prefix: format!("{NAME_PREFIX}{}x{n}{tag}", std::process::id()),
             namespaces: Vec::new(),
@@ -174,7 +179,10 @@ impl Lab {
         let ns = Ns { name };
         self.namespaces.push(ns.clone());
         ns.run("ip", &["link", "set", "lo", "up"])?;
-        for key in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
+        for key in [
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ] {
             ns.run("sysctl", &["-qw", key])?;
         }
         Ok(ns)
@@ -202,12 +210,24 @@ impl Lab {
             let _ = ns.run("ethtool", &["-K", ifname, "gro", "on"]);
         }
         let (a_mac, b_mac) = (a.mac(&a_if)?, b.mac(&b_if)?);
-        for (ns, ifname, peer_addrs, peer_mac) in [(a, &a_if, b_addrs, &b_mac), (b, &b_if, a_addrs, &a_mac)] {
+        for (ns, ifname, peer_addrs, peer_mac) in
+            [(a, &a_if, b_addrs, &b_mac), (b, &b_if, a_addrs, &a_mac)]
+        {
             for cidr in peer_addrs {
                 let addr = cidr.split('/').next().unwrap_or(cidr);
                 ns.run(
                     "ip",
-                    &["neigh", "replace", addr, "lladdr", peer_mac, "nud", "permanent", "dev", ifname],
+                    &[
+                        "neigh",
+                        "replace",
+                        addr,
+                        "lladdr",
+                        peer_mac,
+                        "nud",
+                        "permanent",
+                        "dev",
+                        ifname,
+                    ],
                 )?;
             }
         }
@@ -215,7 +235,12 @@ impl Lab {
     }
 
     /// Spawns a long-running process in `ns`; it is killed when the lab drops.
-    pub fn spawn(&mut self, ns: &Ns, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Result<u32> {
+    pub fn spawn(
+        &mut self,
+        ns: &Ns,
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+    ) -> Result<u32> {
         let child = ns
             .command(program)
             .args(args)
@@ -227,7 +252,13 @@ impl Lab {
     }
 
     /// Spawns with stdout/stderr redirected to `log`.
-    pub fn spawn_logged(&mut self, ns: &Ns, program: impl AsRef<std::ffi::OsStr>, args: &[&str], log: &Path) -> Result<u32> {
+    pub fn spawn_logged(
+        &mut self,
+        ns: &Ns,
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+        log: &Path,
+    ) -> Result<u32> {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let child = ns
             .command(program)
@@ -289,10 +320,16 @@ impl Drop for Lab {
 /// Deletes lab namespaces left by processes that no longer exist (a test run
 /// killed with SIGKILL cannot clean up after itself).
 pub fn sweep_stale() {
-    let Ok(list) = sh("ip", &["netns", "list"]) else { return };
+    let Ok(list) = sh("ip", &["netns", "list"]) else {
+        return;
+    };
     for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(rest) = name.strip_prefix(NAME_PREFIX) else { continue };
-        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let Some(rest) = name.strip_prefix(NAME_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
         if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = sh("ip", &["netns", "del", name]);
         }
@@ -306,9 +343,18 @@ pub struct BpfFs {
 
 impl BpfFs {
     pub fn new() -> Result<BpfFs> {
-        let dir = tempfile::Builder::new().prefix("floodgate-bpffs-").tempdir()?.keep();
-        mount(Some("bpf"), &dir, Some("bpf"), MsFlags::empty(), None::<&str>)
-            .with_context(|| format!("mounting a bpffs on {}", dir.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("floodgate-bpffs-")
+            .tempdir()?
+            .keep();
+        mount(
+            Some("bpf"),
+            &dir,
+            Some("bpf"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .with_context(|| format!("mounting a bpffs on {}", dir.display()))?;
         Ok(BpfFs { dir })
     }
 
@@ -345,9 +391,17 @@ pub mod traffic {
 
     /// Sends `count` UDP datagrams from `src` to `dst`, paced at `pps` if given.
     /// Returns how many the socket accepted.
-    pub fn udp_send(ns: &Ns, src: IpAddr, dst: SocketAddr, count: u64, payload: usize, pps: Option<u64>) -> Result<u64> {
+    pub fn udp_send(
+        ns: &Ns,
+        src: IpAddr,
+        dst: SocketAddr,
+        count: u64,
+        payload: usize,
+        pps: Option<u64>,
+    ) -> Result<u64> {
         ns.enter(move || -> Result<u64> {
-            let sock = UdpSocket::bind(SocketAddr::new(src, 0)).with_context(|| format!("binding {src}"))?;
+            let sock = UdpSocket::bind(SocketAddr::new(src, 0))
+                .with_context(|| format!("binding {src}"))?;
             let buf = vec![0x5au8; payload];
             let start = Instant::now();
             let mut sent = 0;
@@ -420,7 +474,11 @@ pub mod traffic {
         pub fn wait_quiet(&self, quiet: Duration, max: Duration) {
             let start = Instant::now();
             while start.elapsed() < max {
-                let last = self.last.lock().map(|t| *t).unwrap_or_else(|_| Instant::now());
+                let last = self
+                    .last
+                    .lock()
+                    .map(|t| *t)
+                    .unwrap_or_else(|_| Instant::now());
                 if last.elapsed() >= quiet {
                     return;
                 }

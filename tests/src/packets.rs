@@ -3,9 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
-    IpFragOffset, IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions,
+    IpAuthHeader, IpFragOffset, IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions,
     Ipv6FragmentHeader, Ipv6Header, Ipv6RawExtHeader, Ipv6RoutingExtensions, PacketBuilder,
-    PacketBuilderStep, VlanId, IpAuthHeader,
+    PacketBuilderStep, VlanId,
 };
 
 const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
@@ -14,9 +14,15 @@ const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 /// The L4 part of a frame.
 #[derive(Clone, Copy, Debug)]
 pub enum L4 {
-    Udp { dport: u16 },
+    Udp {
+        dport: u16,
+    },
     /// A TCP segment; `syn` without ACK is a new connection.
-    Tcp { dport: u16, syn: bool, ack: bool },
+    Tcp {
+        dport: u16,
+        syn: bool,
+        ack: bool,
+    },
     Icmp,
 }
 
@@ -204,7 +210,10 @@ pub fn ipv6_fragment(src: Ipv6Addr) -> Vec<u8> {
         next_header: IpNumber::UDP,
         hop_limit: 64,
         source: src.octets(),
-        destination: "fd00:f100::1".parse::<Ipv6Addr>().expect("literal").octets(),
+        destination: "fd00:f100::1"
+            .parse::<Ipv6Addr>()
+            .expect("literal")
+            .octets(),
     };
     let ext = Ipv6Extensions {
         fragment: Some(Ipv6FragmentHeader::new(

@@ -9,7 +9,10 @@ use floodgate_tests::{
     dut::{Dut, XDP_PASS, per_sec, settings},
     packets::{Frame, ip},
 };
-use nix::{sched::{CpuSet, sched_setaffinity}, unistd::Pid};
+use nix::{
+    sched::{CpuSet, sched_setaffinity},
+    unistd::Pid,
+};
 
 const RATE: u64 = 20_000;
 const BURST: u64 = 1_000;
@@ -17,7 +20,10 @@ const BURST: u64 = 1_000;
 #[test]
 fn one_source_on_two_cpus_stays_within_five_percent_of_its_limit() -> Result<()> {
     let cpus = std::thread::available_parallelism()?.get();
-    assert!(cpus >= 2, "this test needs two CPUs, the machine has {cpus}");
+    assert!(
+        cpus >= 2,
+        "this test needs two CPUs, the machine has {cpus}"
+    );
     let mut dut = Dut::load()?;
     let policy = Policy {
         packets: per_sec(RATE, BURST),
@@ -66,10 +72,19 @@ fn one_source_on_two_cpus_stays_within_five_percent_of_its_limit() -> Result<()>
         elapsed_ns as f64 / 1e9,
         error * 100.0
     );
-    assert!(sent > 2 * passed, "the senders must outrun the limit (sent {sent})");
-    assert!(per_cpu.iter().all(|(_, p)| *p > 0), "both CPUs passed packets: {per_cpu:?}");
+    assert!(
+        sent > 2 * passed,
+        "the senders must outrun the limit (sent {sent})"
+    );
+    assert!(
+        per_cpu.iter().all(|(_, p)| *p > 0),
+        "both CPUs passed packets: {per_cpu:?}"
+    );
     assert!(error.abs() <= 0.05, "limit off by {:+.2}%", error * 100.0);
     assert_eq!(dut.count(Verdict::Pass, Reason::Ok)?, passed);
-    assert_eq!(dut.count(Verdict::Drop, Reason::RatePackets)?, sent - passed);
+    assert_eq!(
+        dut.count(Verdict::Drop, Reason::RatePackets)?,
+        sent - passed
+    );
     Ok(())
 }

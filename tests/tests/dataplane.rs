@@ -7,8 +7,8 @@ use std::{net::IpAddr, thread::sleep, time::Duration};
 use anyhow::Result;
 use floodgate::{addr::lpm_key, loader::Capacity};
 use floodgate_common::{
-    BanKey, BlockEntry, Policy, PortKey, Rate, Reason, SETTINGS_DROP_MALFORMED, SETTINGS_MONITOR,
-    SETTINGS_PORTS_SCOPED, Verdict, maps, POLICY_MONITOR,
+    BanKey, BlockEntry, POLICY_MONITOR, Policy, PortKey, Rate, Reason, SETTINGS_DROP_MALFORMED,
+    SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED, Verdict, maps,
 };
 use floodgate_tests::{
     dut::{Dut, XDP_DROP, XDP_PASS, per_sec, quota, settings},
@@ -93,31 +93,60 @@ fn ipv4_options_are_skipped_to_reach_the_port() -> Result<()> {
     let mut s = settings();
     s.flags |= SETTINGS_PORTS_SCOPED;
     dut.configure(&s, &[packets_policy(1000)])?;
-    dut.fg.sync_ports(&[PortKey { proto: 17, port: 53 }])?;
-    let mut header = etherparse::Ipv4Header::new(0, 64, etherparse::IpNumber::UDP, [198, 18, 1, 2], [198, 18, 0, 1])?;
+    dut.fg.sync_ports(&[PortKey {
+        proto: 17,
+        port: 53,
+    }])?;
+    let mut header = etherparse::Ipv4Header::new(
+        0,
+        64,
+        etherparse::IpNumber::UDP,
+        [198, 18, 1, 2],
+        [198, 18, 0, 1],
+    )?;
     header.options = [1u8, 1, 1, 1, 1, 1, 1, 0][..].try_into()?;
     let build = |dport: u16| -> Result<Vec<u8>> {
         let mut out = Vec::new();
         etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ip(etherparse::IpHeaders::Ipv4(header.clone(), Default::default()))
+            .ip(etherparse::IpHeaders::Ipv4(
+                header.clone(),
+                Default::default(),
+            ))
             .udp(4000, dport)
             .write(&mut out, &[0; 8])?;
         Ok(out)
     };
     assert_eq!(dut.run(&build(53)?)?, XDP_PASS);
     assert_eq!(dut.run(&build(54)?)?, XDP_PASS);
-    assert_eq!(dut.count(Verdict::Pass, Reason::Ok)?, 1, "port 53 is in scope");
-    assert_eq!(dut.count(Verdict::Pass, Reason::Unscoped)?, 1, "port 54 is not");
+    assert_eq!(
+        dut.count(Verdict::Pass, Reason::Ok)?,
+        1,
+        "port 53 is in scope"
+    );
+    assert_eq!(
+        dut.count(Verdict::Pass, Reason::Unscoped)?,
+        1,
+        "port 54 is not"
+    );
     Ok(())
 }
 
 #[test]
 fn vlan_and_qinq_frames_are_parsed() -> Result<()> {
     let mut dut = Dut::load()?;
-    dut.fg.sync_block(&[(cidr("198.18.9.0/24"), BlockEntry { expires_ns: 0 })])?;
+    dut.fg
+        .sync_block(&[(cidr("198.18.9.0/24"), BlockEntry { expires_ns: 0 })])?;
     for vlan in [Vlan::None, Vlan::Single(100), Vlan::Double(100, 200)] {
-        assert_eq!(dut.run(&Frame::udp(ip("198.18.9.9"), 80).with_vlan(vlan).build())?, XDP_DROP, "{vlan:?}");
-        assert_eq!(dut.run(&Frame::udp(ip("198.18.8.8"), 80).with_vlan(vlan).build())?, XDP_PASS, "{vlan:?}");
+        assert_eq!(
+            dut.run(&Frame::udp(ip("198.18.9.9"), 80).with_vlan(vlan).build())?,
+            XDP_DROP,
+            "{vlan:?}"
+        );
+        assert_eq!(
+            dut.run(&Frame::udp(ip("198.18.8.8"), 80).with_vlan(vlan).build())?,
+            XDP_PASS,
+            "{vlan:?}"
+        );
     }
     assert_eq!(dut.count(Verdict::Drop, Reason::Blocklist)?, 3);
     assert_eq!(dut.count(Verdict::Pass, Reason::Ok)?, 3);
@@ -130,10 +159,19 @@ fn ipv6_extension_headers_are_skipped() -> Result<()> {
     let mut s = settings();
     s.flags |= SETTINGS_PORTS_SCOPED;
     dut.configure(&s, &[packets_policy(1000)])?;
-    dut.fg.sync_ports(&[PortKey { proto: 17, port: 53 }])?;
+    dut.fg.sync_ports(&[PortKey {
+        proto: 17,
+        port: 53,
+    }])?;
     let src = ip("fd00:f100:7::2");
-    assert_eq!(dut.run(&Frame::udp(src, 53).with_ipv6_ext().build())?, XDP_PASS);
-    assert_eq!(dut.run(&Frame::udp(src, 54).with_ipv6_ext().build())?, XDP_PASS);
+    assert_eq!(
+        dut.run(&Frame::udp(src, 53).with_ipv6_ext().build())?,
+        XDP_PASS
+    );
+    assert_eq!(
+        dut.run(&Frame::udp(src, 54).with_ipv6_ext().build())?,
+        XDP_PASS
+    );
     assert_eq!(dut.count(Verdict::Pass, Reason::Ok)?, 1);
     assert_eq!(dut.count(Verdict::Pass, Reason::Unscoped)?, 1);
     // A chain longer than the parser follows is malformed, not a way around limits.
@@ -145,7 +183,12 @@ fn ipv6_extension_headers_are_skipped() -> Result<()> {
     }
     long.extend_from_slice(&frame[54..]);
     assert_eq!(dut.run(&long)?, XDP_PASS);
-    assert_eq!(dut.count(Verdict::Pass, Reason::Malformed)?, 1, "{:?}", dut.stats()?);
+    assert_eq!(
+        dut.count(Verdict::Pass, Reason::Malformed)?,
+        1,
+        "{:?}",
+        dut.stats()?
+    );
     Ok(())
 }
 
@@ -159,7 +202,10 @@ fn non_first_fragments_are_counted_by_source_and_limited() -> Result<()> {
     assert_eq!(dut.run_n(&v6, 5)?, 3);
     assert_eq!(dut.count(Verdict::Pass, Reason::Fragment)?, 6);
     assert_eq!(dut.count(Verdict::Drop, Reason::RatePackets)?, 4);
-    let s = dut.fg.source(ip("198.18.3.3"))?.expect("fragment source tracked");
+    let s = dut
+        .fg
+        .source(ip("198.18.3.3"))?
+        .expect("fragment source tracked");
     assert_eq!((s.packets, s.drops), (5, 2));
     Ok(())
 }
@@ -173,10 +219,23 @@ fn block_list_drops_v4_and_v6_cidrs_until_expiry() -> Result<()> {
         (cidr("fd00:f100:50::/48"), BlockEntry { expires_ns: 0 }),
         (cidr("198.18.51.0/24"), BlockEntry { expires_ns: past }),
     ])?;
-    assert_eq!(dut.run(&Frame::udp(ip("198.18.50.7"), 80).build())?, XDP_DROP);
-    assert_eq!(dut.run(&Frame::udp(ip("fd00:f100:50:1::7"), 80).build())?, XDP_DROP);
-    assert_eq!(dut.run(&Frame::udp(ip("198.18.51.7"), 80).build())?, XDP_PASS, "expired block");
-    assert_eq!(dut.run(&Frame::udp(ip("fd00:f100:51::7"), 80).build())?, XDP_PASS);
+    assert_eq!(
+        dut.run(&Frame::udp(ip("198.18.50.7"), 80).build())?,
+        XDP_DROP
+    );
+    assert_eq!(
+        dut.run(&Frame::udp(ip("fd00:f100:50:1::7"), 80).build())?,
+        XDP_DROP
+    );
+    assert_eq!(
+        dut.run(&Frame::udp(ip("198.18.51.7"), 80).build())?,
+        XDP_PASS,
+        "expired block"
+    );
+    assert_eq!(
+        dut.run(&Frame::udp(ip("fd00:f100:51::7"), 80).build())?,
+        XDP_PASS
+    );
     assert_eq!(dut.count(Verdict::Drop, Reason::Blocklist)?, 2);
     Ok(())
 }
@@ -185,12 +244,26 @@ fn block_list_drops_v4_and_v6_cidrs_until_expiry() -> Result<()> {
 fn allow_list_is_never_limited_but_block_wins() -> Result<()> {
     let mut dut = Dut::load()?;
     dut.configure(&settings(), &[packets_policy(2)])?;
-    dut.fg.sync_allow(&[cidr("198.18.60.0/24"), cidr("fd00:f100:60::/64")])?;
-    dut.fg.sync_block(&[(cidr("198.18.60.66/32"), BlockEntry { expires_ns: 0 })])?;
-    assert_eq!(dut.run_n(&Frame::udp(ip("198.18.60.1"), 80).build(), 50)?, 50);
-    assert_eq!(dut.run_n(&Frame::udp(ip("fd00:f100:60::1"), 80).build(), 50)?, 50);
-    assert_eq!(dut.run(&Frame::udp(ip("198.18.60.66"), 80).build())?, XDP_DROP);
-    assert_eq!(dut.run_n(&Frame::udp(ip("198.18.61.1"), 80).build(), 10)?, 2);
+    dut.fg
+        .sync_allow(&[cidr("198.18.60.0/24"), cidr("fd00:f100:60::/64")])?;
+    dut.fg
+        .sync_block(&[(cidr("198.18.60.66/32"), BlockEntry { expires_ns: 0 })])?;
+    assert_eq!(
+        dut.run_n(&Frame::udp(ip("198.18.60.1"), 80).build(), 50)?,
+        50
+    );
+    assert_eq!(
+        dut.run_n(&Frame::udp(ip("fd00:f100:60::1"), 80).build(), 50)?,
+        50
+    );
+    assert_eq!(
+        dut.run(&Frame::udp(ip("198.18.60.66"), 80).build())?,
+        XDP_DROP
+    );
+    assert_eq!(
+        dut.run_n(&Frame::udp(ip("198.18.61.1"), 80).build(), 10)?,
+        2
+    );
     assert_eq!(dut.count(Verdict::Pass, Reason::Allowlist)?, 100);
     assert_eq!(dut.count(Verdict::Drop, Reason::Blocklist)?, 1);
     Ok(())
@@ -207,7 +280,10 @@ fn per_source_packet_byte_and_syn_buckets() -> Result<()> {
     };
     dut.configure(&settings(), &[policy])?;
     // Packets: 10 at once, then empty.
-    assert_eq!(dut.run_n(&Frame::udp(ip("198.18.1.1"), 80).build(), 20)?, 10);
+    assert_eq!(
+        dut.run_n(&Frame::udp(ip("198.18.1.1"), 80).build(), 20)?,
+        10
+    );
     // Bytes: 1000-byte frames, 65536 bytes of burst → 65 frames.
     let big = Frame::udp(ip("198.18.2.1"), 80).with_payload(958).build();
     assert_eq!(big.len(), 1000);
@@ -223,8 +299,14 @@ fn per_source_packet_byte_and_syn_buckets() -> Result<()> {
         ..Policy::default()
     };
     dut.configure(&settings(), &[syn_only])?;
-    assert_eq!(dut.run_n(&Frame::syn(ip("fd00:f100:5::1"), 443).build(), 10)?, 4);
-    assert_eq!(dut.run_n(&Frame::tcp_ack(ip("fd00:f100:5::1"), 443).build(), 10)?, 10);
+    assert_eq!(
+        dut.run_n(&Frame::syn(ip("fd00:f100:5::1"), 443).build(), 10)?,
+        4
+    );
+    assert_eq!(
+        dut.run_n(&Frame::tcp_ack(ip("fd00:f100:5::1"), 443).build(), 10)?,
+        10
+    );
     assert_eq!(dut.count(Verdict::Drop, Reason::RatePackets)?, 10);
     assert_eq!(dut.count(Verdict::Drop, Reason::RateBytes)?, 35);
     assert_eq!(dut.count(Verdict::Drop, Reason::RateSyn)?, 6);
@@ -246,7 +328,13 @@ fn refused_packets_are_refunded_to_earlier_buckets() -> Result<()> {
     let big = Frame::udp(ip("198.18.2.1"), 80).with_payload(958).build();
     assert_eq!(dut.run_n(&big, 100)?, 65);
     // Five packet tokens are left: small frames still pass.
-    dut.configure(&settings(), &[Policy { packets: per_sec(1, 70), ..Policy::default() }])?;
+    dut.configure(
+        &settings(),
+        &[Policy {
+            packets: per_sec(1, 70),
+            ..Policy::default()
+        }],
+    )?;
     assert_eq!(dut.run_n(&Frame::udp(ip("198.18.2.1"), 80).build(), 10)?, 5);
     Ok(())
 }
@@ -272,11 +360,17 @@ fn many_sources_of_one_prefix_hit_the_prefix_limit() -> Result<()> {
     // IPv6: sources of one /64 share the prefix SYN limit.
     let mut syn_passed = 0;
     for host in 1..=40u16 {
-        syn_passed += dut.run_n(&Frame::syn(ip(&format!("fd00:f100:70::{host:x}")), 443).build(), 1)?;
+        syn_passed += dut.run_n(
+            &Frame::syn(ip(&format!("fd00:f100:70::{host:x}")), 443).build(),
+            1,
+        )?;
     }
     assert_eq!(syn_passed, 20);
     assert_eq!(dut.count(Verdict::Drop, Reason::PrefixSyn)?, 20);
-    assert_eq!(dut.run_n(&Frame::syn(ip("fd00:f100:71::1"), 443).build(), 1)?, 1);
+    assert_eq!(
+        dut.run_n(&Frame::syn(ip("fd00:f100:71::1"), 443).build(), 1)?,
+        1
+    );
     let prefixes = dut.fg.tracked(maps::PREFIXES)?;
     let p = prefixes
         .iter()
@@ -303,7 +397,10 @@ fn long_window_quotas_cut_off_and_reset() -> Result<()> {
     sleep(Duration::from_millis(1600));
     assert_eq!(dut.run_n(&a, 15)?, 10, "a new window restores the quota");
     // The prefix quota (25 per minute) is spent by now: 20 + 5 more.
-    assert_eq!(dut.run_n(&Frame::udp(ip("198.18.80.2"), 80).build(), 10)?, 5);
+    assert_eq!(
+        dut.run_n(&Frame::udp(ip("198.18.80.2"), 80).build(), 10)?,
+        5
+    );
     assert_eq!(dut.count(Verdict::Drop, Reason::PrefixQuota)?, 5);
     Ok(())
 }
@@ -333,18 +430,46 @@ fn bans_drop_until_expiry_and_escalate() -> Result<()> {
         prefix_len: 128,
         _pad: 0,
     };
-    let ban = dut.fg.bans()?.into_iter().find(|(k, _)| *k == key).expect("ban entry").1;
-    assert_eq!((ban.offenses, ban.duration_ns, ban.reason), (1, 500_000_000, Reason::RatePackets as u32));
+    let ban = dut
+        .fg
+        .bans()?
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .expect("ban entry")
+        .1;
+    assert_eq!(
+        (ban.offenses, ban.duration_ns, ban.reason),
+        (1, 500_000_000, Reason::RatePackets as u32)
+    );
     // Expired: traffic passes again; offending again escalates ×3.
     sleep(Duration::from_millis(500));
     assert_eq!(dut.run(&f)?, XDP_PASS);
     assert_eq!(dut.run_n(&f, 10)?, 4);
-    let ban = dut.fg.bans()?.into_iter().find(|(k, _)| *k == key).expect("ban entry").1;
+    let ban = dut
+        .fg
+        .bans()?
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .expect("ban entry")
+        .1;
     assert_eq!((ban.offenses, ban.duration_ns), (2, 1_500_000_000));
     // The cap holds.
-    dut.fg.insert_ban(&key, &floodgate_common::Ban { until_ns: 0, duration_ns: 4 * SECOND, ..ban })?;
+    dut.fg.insert_ban(
+        &key,
+        &floodgate_common::Ban {
+            until_ns: 0,
+            duration_ns: 4 * SECOND,
+            ..ban
+        },
+    )?;
     assert_eq!(dut.run_n(&f, 10)?, 0);
-    let ban = dut.fg.bans()?.into_iter().find(|(k, _)| *k == key).expect("ban entry").1;
+    let ban = dut
+        .fg
+        .bans()?
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .expect("ban entry")
+        .1;
     assert_eq!(ban.duration_ns, 5 * SECOND);
     Ok(())
 }
@@ -363,9 +488,15 @@ fn prefix_limits_ban_the_whole_prefix() -> Result<()> {
     }
     assert_eq!(dut.count(Verdict::Drop, Reason::PrefixRate)?, 1);
     // A newcomer of the same /64 is banned with its prefix; another /64 is not.
-    assert_eq!(dut.run(&Frame::udp(ip("fd00:f100:99::ffff"), 80).build())?, XDP_DROP);
+    assert_eq!(
+        dut.run(&Frame::udp(ip("fd00:f100:99::ffff"), 80).build())?,
+        XDP_DROP
+    );
     assert_eq!(dut.count(Verdict::Drop, Reason::Banned)?, 1);
-    assert_eq!(dut.run(&Frame::udp(ip("fd00:f100:98::1"), 80).build())?, XDP_PASS);
+    assert_eq!(
+        dut.run(&Frame::udp(ip("fd00:f100:98::1"), 80).build())?,
+        XDP_PASS
+    );
     let bans = dut.fg.bans()?;
     assert_eq!(bans.len(), 1);
     assert_eq!(bans[0].0.prefix_len, 64);
@@ -378,7 +509,10 @@ fn monitor_mode_counts_would_drop_and_passes() -> Result<()> {
     let mut s = settings();
     s.flags |= SETTINGS_MONITOR;
     dut.configure(&s, &[packets_policy(5)])?;
-    assert_eq!(dut.run_n(&Frame::udp(ip("198.18.1.1"), 80).build(), 20)?, 20);
+    assert_eq!(
+        dut.run_n(&Frame::udp(ip("198.18.1.1"), 80).build(), 20)?,
+        20
+    );
     assert_eq!(dut.count(Verdict::WouldDrop, Reason::RatePackets)?, 15);
     let stats = dut.stats()?;
     assert_eq!(stats.passed.packets, 20);
@@ -405,10 +539,19 @@ fn rules_most_specific_prefix_wins_and_may_monitor() -> Result<()> {
         (cidr("198.18.5.0/24"), 2),
         (cidr("fd00:f100:5::/48"), 3),
     ])?;
-    assert_eq!(dut.run_n(&Frame::udp(ip("198.18.5.1"), 80).build(), 30)?, 20);
-    assert_eq!(dut.run_n(&Frame::udp(ip("198.18.6.1"), 80).build(), 30)?, 10);
+    assert_eq!(
+        dut.run_n(&Frame::udp(ip("198.18.5.1"), 80).build(), 30)?,
+        20
+    );
+    assert_eq!(
+        dut.run_n(&Frame::udp(ip("198.18.6.1"), 80).build(), 30)?,
+        10
+    );
     assert_eq!(dut.run_n(&Frame::udp(ip("198.19.6.1"), 80).build(), 30)?, 5);
-    assert_eq!(dut.run_n(&Frame::udp(ip("fd00:f100:5::1"), 80).build(), 30)?, 30);
+    assert_eq!(
+        dut.run_n(&Frame::udp(ip("fd00:f100:5::1"), 80).build(), 30)?,
+        30
+    );
     assert_eq!(dut.count(Verdict::WouldDrop, Reason::RatePackets)?, 29);
     assert_eq!(dut.count(Verdict::Drop, Reason::RatePackets)?, 10 + 20 + 25);
     Ok(())
@@ -420,7 +563,13 @@ fn traffic_outside_the_port_scope_is_counted_not_limited() -> Result<()> {
     let mut s = settings();
     s.flags |= SETTINGS_PORTS_SCOPED;
     dut.configure(&s, &[packets_policy(3)])?;
-    dut.fg.sync_ports(&[PortKey { proto: 6, port: 80 }, PortKey { proto: 6, port: 443 }])?;
+    dut.fg.sync_ports(&[
+        PortKey { proto: 6, port: 80 },
+        PortKey {
+            proto: 6,
+            port: 443,
+        },
+    ])?;
     let src = ip("198.18.1.9");
     assert_eq!(dut.run_n(&Frame::udp(src, 80).build(), 10)?, 10);
     assert_eq!(dut.run_n(&Frame::icmp(src).build(), 10)?, 10);
@@ -449,7 +598,10 @@ fn spoofed_sources_beyond_capacity_draw_on_the_new_source_budget() -> Result<()>
     }
     // 200 sources until pressure, then the budget's burst of 25 (+1 for refill).
     assert!((225..=226).contains(&passed), "passed {passed}");
-    assert_eq!(dut.count(Verdict::Drop, Reason::NewSourceBudget)?, 2000 - passed);
+    assert_eq!(
+        dut.count(Verdict::Drop, Reason::NewSourceBudget)?,
+        2000 - passed
+    );
     let g = dut.fg.global_state()?;
     assert_eq!(g.source_inserts, passed);
     Ok(())
@@ -460,7 +612,14 @@ fn ban_events_reach_the_ring_buffer_rate_limited() -> Result<()> {
     let mut dut = Dut::load()?;
     let mut s = settings();
     s.event_rate = Rate::new(1, 60 * SECOND, 3);
-    dut.configure(&s, &[Policy { packets: per_sec(1, 1), ban_ns: 60 * SECOND, ..Policy::default() }])?;
+    dut.configure(
+        &s,
+        &[Policy {
+            packets: per_sec(1, 1),
+            ban_ns: 60 * SECOND,
+            ..Policy::default()
+        }],
+    )?;
     for host in 1..=10u8 {
         dut.run_n(&Frame::udp(ip(&format!("198.18.44.{host}")), 80).build(), 2)?;
     }
@@ -472,7 +631,12 @@ fn ban_events_reach_the_ring_buffer_rate_limited() -> Result<()> {
         let bytes: &[u8] = &item;
         assert_eq!(bytes.len(), size_of::<floodgate_common::Event>());
         // SAFETY: the program writes whole `Event` records; read unaligned.
-        let e = unsafe { bytes.as_ptr().cast::<floodgate_common::Event>().read_unaligned() };
+        let e = unsafe {
+            bytes
+                .as_ptr()
+                .cast::<floodgate_common::Event>()
+                .read_unaligned()
+        };
         events.push(e);
     }
     assert_eq!(events.len(), 3);

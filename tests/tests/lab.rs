@@ -23,13 +23,21 @@ fn two_namespaces_talk_over_veth_and_vanish_on_drop() -> Result<()> {
     let name = lab.name().to_owned();
     let a = lab.add_ns("a")?;
     let b = lab.add_ns("b")?;
-    let link = lab.link(&a, &["198.18.10.1/24", "fd00:f100:10::1/64"], &b, &["198.18.10.2/24", "fd00:f100:10::2/64"])?;
+    let link = lab.link(
+        &a,
+        &["198.18.10.1/24", "fd00:f100:10::1/64"],
+        &b,
+        &["198.18.10.2/24", "fd00:f100:10::2/64"],
+    )?;
     assert_eq!(traffic::ping(&a, ip("198.18.10.2"), 3)?, 3);
     assert_eq!(traffic::ping(&b, ip("fd00:f100:10::1"), 3)?, 3);
 
     let sink = traffic::UdpSink::bind(&b, "198.18.10.2:9000".parse()?)?;
     let dst: SocketAddr = "198.18.10.2:9000".parse()?;
-    assert_eq!(traffic::udp_send(&a, ip("198.18.10.1"), dst, 200, 64, None)?, 200);
+    assert_eq!(
+        traffic::udp_send(&a, ip("198.18.10.1"), dst, 200, 64, None)?,
+        200
+    );
     // A secondary address is a second source.
     a.add_addr(&link.a_if, "198.18.10.77/32")?;
     traffic::udp_send(&a, ip("198.18.10.77"), dst, 50, 64, Some(5000))?;

@@ -11,5 +11,11 @@ fn verifier_accepts_the_program() {
         lists: 1024,
     };
     let fg = Floodgate::load(cap, None);
-    assert!(fg.is_ok(), "{:#}", fg.err().map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("?")));
+    assert!(
+        fg.is_ok(),
+        "{:#}",
+        fg.err()
+            .map(anyhow::Error::from)
+            .unwrap_or_else(|| anyhow::anyhow!("?"))
+    );
 }

@@ -1,10 +1,16 @@
 //! Real packets through veth in a lab: the program attached to the edge side
 //! counts every source and drops what the policy says.
 
-use std::{net::{IpAddr, SocketAddr}, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result};
-use floodgate::{addr::lpm_key, loader::{AttachMode, Capacity, Floodgate}};
+use floodgate::{
+    addr::lpm_key,
+    loader::{AttachMode, Capacity, Floodgate},
+};
 use floodgate_common::{BlockEntry, Policy, Reason, Verdict};
 use floodgate_tests::{
     dut::{per_sec, settings},
@@ -30,11 +36,32 @@ fn edge_lab(tag: &str, policy: Policy) -> Result<Edge> {
     let user = lab.add_ns("user")?;
     let c = lab.link(&edge, &["198.18.1.1/24"], &crawler, &["198.18.1.2/24"])?;
     crawler.add_addr(&c.b_if, "198.18.1.3/24")?;
-    edge.run("ip", &["neigh", "replace", "198.18.1.3", "lladdr", &crawler.mac(&c.b_if)?, "nud", "permanent", "dev", &c.a_if])?;
+    edge.run(
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            "198.18.1.3",
+            "lladdr",
+            &crawler.mac(&c.b_if)?,
+            "nud",
+            "permanent",
+            "dev",
+            &c.a_if,
+        ],
+    )?;
     let u = lab.link(&edge, &["198.18.2.1/24"], &user, &["198.18.2.2/24"])?;
     let ifaces = [c.a_if.clone(), u.a_if.clone()];
     let fg = edge.enter(move || -> Result<Floodgate> {
-        let mut fg = Floodgate::load(Capacity { sources: 4096, prefixes: 4096, bans: 4096, lists: 1024 }, None)?;
+        let mut fg = Floodgate::load(
+            Capacity {
+                sources: 4096,
+                prefixes: 4096,
+                bans: 4096,
+                lists: 1024,
+            },
+            None,
+        )?;
         fg.write_settings(&settings())?;
         fg.write_policies(&[policy], 0)?;
         for iface in &ifaces {
@@ -42,14 +69,23 @@ fn edge_lab(tag: &str, policy: Policy) -> Result<Edge> {
         }
         Ok(fg)
     })??;
-    Ok(Edge { fg, edge, crawler, user, _lab: lab })
+    Ok(Edge {
+        fg,
+        edge,
+        crawler,
+        user,
+        _lab: lab,
+    })
 }
 
 #[test]
 fn counts_every_source_and_drops_blocked_ones() -> Result<()> {
     let mut e = edge_lab("found", Policy::default())?;
     let blocked = ip("198.18.1.3");
-    e.fg.sync_block(&[(lpm_key(&IpAddr::from(blocked).into()), BlockEntry { expires_ns: 0 })])?;
+    e.fg.sync_block(&[(
+        lpm_key(&IpAddr::from(blocked).into()),
+        BlockEntry { expires_ns: 0 },
+    )])?;
     let sink = traffic::UdpSink::bind(&e.edge, "0.0.0.0:9000".parse()?)?;
     let to_c: SocketAddr = "198.18.1.1:9000".parse()?;
     let to_u: SocketAddr = "198.18.2.1:9000".parse()?;
@@ -60,18 +96,30 @@ fn counts_every_source_and_drops_blocked_ones() -> Result<()> {
     let pings = traffic::ping(&e.user, ip("198.18.2.1"), 5)?;
     sink.wait_quiet(Duration::from_millis(300), Duration::from_secs(5));
 
-    assert_eq!(sink.from(ip("198.18.1.2")), sent_ok, "the normal source loses nothing");
+    assert_eq!(
+        sink.from(ip("198.18.1.2")),
+        sent_ok,
+        "the normal source loses nothing"
+    );
     assert_eq!(sink.from(blocked), 0, "the blocked source reaches nothing");
     assert_eq!(sink.from(ip("198.18.2.2")), sent_user);
     assert_eq!(pings, 5, "ICMP passes");
 
-    let src = e.fg.source(ip("198.18.1.2"))?.context("crawler source tracked")?;
-    assert_eq!(src.packets, sent_ok, "per-source counter equals packets sent");
+    let src =
+        e.fg.source(ip("198.18.1.2"))?
+            .context("crawler source tracked")?;
+    assert_eq!(
+        src.packets, sent_ok,
+        "per-source counter equals packets sent"
+    );
     assert_eq!(src.bytes, sent_ok * (14 + 20 + 8 + 100));
     let user = e.fg.source(ip("198.18.2.2"))?.context("user tracked")?;
     assert_eq!(user.packets, sent_user + 5, "UDP and ICMP of the user");
     let stats = floodgate::stats::Stats::from_counters(&e.fg.counters()?, false);
-    assert_eq!(stats.packets(Reason::Blocklist, Verdict::Drop), sent_blocked);
+    assert_eq!(
+        stats.packets(Reason::Blocklist, Verdict::Drop),
+        sent_blocked
+    );
     Ok(())
 }
 
@@ -79,23 +127,57 @@ fn counts_every_source_and_drops_blocked_ones() -> Result<()> {
 fn an_over_limit_source_is_cut_to_its_limit_and_others_lose_nothing() -> Result<()> {
     const RATE: u64 = 1000;
     const BURST: u64 = 100;
-    let e = edge_lab("limit", Policy { packets: per_sec(RATE, BURST), ..Policy::default() })?;
+    let e = edge_lab(
+        "limit",
+        Policy {
+            packets: per_sec(RATE, BURST),
+            ..Policy::default()
+        },
+    )?;
     let sink = traffic::UdpSink::bind(&e.edge, "0.0.0.0:9000".parse()?)?;
     let (flood_ns, user_ns) = (e.crawler.clone(), e.user.clone());
     let flood = std::thread::spawn(move || {
-        traffic::udp_send(&flood_ns, ip("198.18.1.2"), "198.18.1.1:9000".parse().expect("literal"), 8000, 64, Some(8000))
+        traffic::udp_send(
+            &flood_ns,
+            ip("198.18.1.2"),
+            "198.18.1.1:9000".parse().expect("literal"),
+            8000,
+            64,
+            Some(8000),
+        )
     });
-    let normal = traffic::udp_send(&user_ns, ip("198.18.2.2"), "198.18.2.1:9000".parse()?, 400, 64, Some(400))?;
-    let flooded = flood.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
+    let normal = traffic::udp_send(
+        &user_ns,
+        ip("198.18.2.2"),
+        "198.18.2.1:9000".parse()?,
+        400,
+        64,
+        Some(400),
+    )?;
+    let flooded = flood
+        .join()
+        .map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
     sink.wait_quiet(Duration::from_millis(300), Duration::from_secs(5));
 
-    let state = e.fg.source(ip("198.18.1.2"))?.context("flood source tracked")?;
+    let state =
+        e.fg.source(ip("198.18.1.2"))?
+            .context("flood source tracked")?;
     let secs = (state.last_seen_ns - state.first_seen_ns) as f64 / 1e9;
     let allowed = BURST as f64 + RATE as f64 * secs;
     let got = sink.from(ip("198.18.1.2")) as f64;
     println!("flood: sent {flooded} over {secs:.2}s, received {got}, limit allows {allowed:.0}");
-    assert!(flooded as f64 > 3.0 * allowed, "the flood must be well over its limit");
-    assert!((got - allowed).abs() <= allowed * 0.05 + 5.0, "received {got}, limit allows {allowed:.0}");
-    assert_eq!(sink.from(ip("198.18.2.2")), normal, "the user under the limit loses nothing");
+    assert!(
+        flooded as f64 > 3.0 * allowed,
+        "the flood must be well over its limit"
+    );
+    assert!(
+        (got - allowed).abs() <= allowed * 0.05 + 5.0,
+        "received {got}, limit allows {allowed:.0}"
+    );
+    assert_eq!(
+        sink.from(ip("198.18.2.2")),
+        normal,
+        "the user under the limit loses nothing"
+    );
     Ok(())
 }

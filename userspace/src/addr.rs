@@ -25,7 +25,10 @@ pub fn unmapped(bytes: [u8; 16]) -> IpAddr {
 /// the address is masked to the prefix.
 pub fn lpm_key(net: &IpNet) -> (u32, [u8; 16]) {
     match net.trunc() {
-        IpNet::V4(n) => (96 + u32::from(n.prefix_len()), mapped(IpAddr::V4(n.network()))),
+        IpNet::V4(n) => (
+            96 + u32::from(n.prefix_len()),
+            mapped(IpAddr::V4(n.network())),
+        ),
         IpNet::V6(n) => (u32::from(n.prefix_len()), mapped(IpAddr::V6(n.network()))),
     }
 }
@@ -54,8 +57,14 @@ mod tests {
         let net: IpNet = "203.0.113.9/24".parse().expect("literal");
         let (plen, bytes) = lpm_key(&net);
         assert_eq!(plen, 120);
-        assert_eq!(unmapped(bytes), "203.0.113.0".parse::<IpAddr>().expect("literal"));
-        assert_eq!(from_lpm_key(plen, bytes), "203.0.113.0/24".parse::<IpNet>().expect("literal"));
+        assert_eq!(
+            unmapped(bytes),
+            "203.0.113.0".parse::<IpAddr>().expect("literal")
+        );
+        assert_eq!(
+            from_lpm_key(plen, bytes),
+            "203.0.113.0/24".parse::<IpNet>().expect("literal")
+        );
         let net6: IpNet = "2001:db8:1::/48".parse().expect("literal");
         assert_eq!(from_lpm_key(lpm_key(&net6).0, lpm_key(&net6).1), net6);
     }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, MapData, MapError},
-    programs::{ProgramError, Xdp, xdp::{XdpLinkId, XdpMode}},
+    programs::{
+        ProgramError, Xdp,
+        xdp::{XdpLinkId, XdpMode},
+    },
 };
 use floodgate_common::{LAYOUT_VERSION, Meta, PROGRAM_NAME, maps};
 use tracing::{info, warn};
@@ -20,7 +23,9 @@ pub enum LoadError {
          FLOODGATE_BUILD_EBPF=1); rebuild it with `cargo xtask build`"
     )]
     NoProgram,
-    #[error("loading the eBPF object failed: {0}; check the kernel log (dmesg) and that you run as root")]
+    #[error(
+        "loading the eBPF object failed: {0}; check the kernel log (dmesg) and that you run as root"
+    )]
     Ebpf(#[from] EbpfError),
     #[error("the XDP program was rejected: {0}; run as root on a kernel ≥ 6.1 with BTF")]
     Program(#[source] ProgramError),
@@ -40,7 +45,9 @@ pub enum LoadError {
         found: u32,
         expected: u32,
     },
-    #[error("attaching XDP to {iface} ({mode}) failed: {source}; check the interface name with `ip link`")]
+    #[error(
+        "attaching XDP to {iface} ({mode}) failed: {source}; check the interface name with `ip link`"
+    )]
     Attach {
         iface: String,
         mode: &'static str,
@@ -64,7 +71,17 @@ pub enum LoadError {
 }
 
 /// How to attach: `Auto` tries native (driver) mode and falls back to generic.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     #[default]
@@ -203,13 +220,22 @@ impl Floodgate {
                 })
         };
         let (attached, id) = match mode {
-            AttachMode::Native => (AttachedMode::Native, try_attach(program, AttachedMode::Native)?),
-            AttachMode::Generic => (AttachedMode::Generic, try_attach(program, AttachedMode::Generic)?),
+            AttachMode::Native => (
+                AttachedMode::Native,
+                try_attach(program, AttachedMode::Native)?,
+            ),
+            AttachMode::Generic => (
+                AttachedMode::Generic,
+                try_attach(program, AttachedMode::Generic)?,
+            ),
             AttachMode::Auto => match try_attach(program, AttachedMode::Native) {
                 Ok(id) => (AttachedMode::Native, id),
                 Err(e) => {
                     warn!(iface, error = %e, "native XDP refused, falling back to generic mode");
-                    (AttachedMode::Generic, try_attach(program, AttachedMode::Generic)?)
+                    (
+                        AttachedMode::Generic,
+                        try_attach(program, AttachedMode::Generic)?,
+                    )
                 }
             },
         };

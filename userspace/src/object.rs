@@ -2,7 +2,8 @@
 
 /// The eBPF object built from `ebpf/floodgate-ebpf`, or an empty stub when the
 /// binary was built without `FLOODGATE_BUILD_EBPF=1`.
-pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floodgate.bpf.o"));
+pub static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floodgate.bpf.o"));
 
 /// True when this binary carries no program (built without `cargo xtask build`).
 pub fn is_stub() -> bool {

@@ -96,9 +96,9 @@ pub fn compile(config: &Config) -> Compiled {
         ban_forget_ns: ns(config.escalation.forget),
         pressure_threshold,
         new_source_budget,
-        event_rate: config
-            .event_rate
-            .map_or(Rate::OFF, |r| Rate::new(r.count, ns(r.per), (r.per_second().ceil() as u64).max(1))),
+        event_rate: config.event_rate.map_or(Rate::OFF, |r| {
+            Rate::new(r.count, ns(r.per), (r.per_second().ceil() as u64).max(1))
+        }),
     };
     let mut policies = vec![policy(&config.limits, &config.prefix, false)];
     let mut rules = Vec::new();
@@ -142,12 +142,27 @@ mod tests {
         let p = &c.policies[0];
         assert_eq!(p.packets.interval_fp, 1_000_000 << FP_SHIFT);
         assert_eq!(p.packets.tolerance_ns, 2_000_000_000);
-        assert_eq!(p.quota, Quota { limit: 200_000, window_ns: 86_400_000_000_000 });
+        assert_eq!(
+            p.quota,
+            Quota {
+                limit: 200_000,
+                window_ns: 86_400_000_000_000
+            }
+        );
         assert_eq!(p.ban_ns, 300_000_000_000);
         assert_eq!(c.settings.flags, SETTINGS_READY | SETTINGS_PORTS_SCOPED);
         assert_eq!(c.settings.prefix_v4, 24);
         assert_eq!(c.settings.pressure_threshold, 900_000);
-        assert_eq!(c.ports, vec![PortKey { proto: 6, port: 80 }, PortKey { proto: 6, port: 443 }]);
+        assert_eq!(
+            c.ports,
+            vec![
+                PortKey { proto: 6, port: 80 },
+                PortKey {
+                    proto: 6,
+                    port: 443
+                }
+            ]
+        );
     }
 
     #[test]

@@ -2,9 +2,7 @@
 
 use std::{collections::BTreeSet, net::IpAddr};
 
-use aya::maps::{
-    Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key as LpmKey,
-};
+use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key as LpmKey};
 use floodgate_common::{
     AddrKey, Ban, BanKey, BlockEntry, COUNTER_SLOTS, Counter, GlobalState, Policy, PortKey,
     Settings, TrackState, maps,
@@ -40,7 +38,11 @@ impl Floodgate {
 
     /// Writes policy slots `0..policies.len()`; slots above are cleared so a
     /// stale rule slot can never be read as a zeroed (unlimited) policy by mistake.
-    pub fn write_policies(&mut self, policies: &[Policy], previous_len: usize) -> Result<(), LoadError> {
+    pub fn write_policies(
+        &mut self,
+        policies: &[Policy],
+        previous_len: usize,
+    ) -> Result<(), LoadError> {
         let mut m: Array<_, Policy> = self.typed_map(maps::POLICIES)?;
         for (i, p) in policies.iter().enumerate() {
             let i = u32::try_from(i).map_err(|_| LoadError::Map {
@@ -54,7 +56,8 @@ impl Floodgate {
         }
         for i in policies.len()..previous_len {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
-            m.set(i, Policy::default(), 0).map_err(map_err(maps::POLICIES))?;
+            m.set(i, Policy::default(), 0)
+                .map_err(map_err(maps::POLICIES))?;
         }
         Ok(())
     }
@@ -114,7 +117,10 @@ impl Floodgate {
     }
 
     /// Entries of a trie as (mapped prefix length, address bytes, value).
-    pub fn trie_entries<V: aya::Pod>(&self, name: &'static str) -> Result<Vec<(Cidr, V)>, LoadError> {
+    pub fn trie_entries<V: aya::Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<Vec<(Cidr, V)>, LoadError> {
         let trie: LpmTrie<&MapData, [u8; 16], V> = self.typed_map_ref(name)?;
         let mut out = Vec::new();
         for item in trie.iter() {
@@ -179,12 +185,22 @@ impl Floodgate {
             keys.filter(Result::is_ok).count() as u64
         }
         Ok(match name {
-            maps::SOURCES | maps::PREFIXES => {
-                count(self.typed_map_ref::<HashMap<&MapData, AddrKey, TrackState>>(name)?.keys())
-            }
-            maps::BANS => count(self.typed_map_ref::<HashMap<&MapData, BanKey, Ban>>(name)?.keys()),
-            maps::BLOCK => count(self.typed_map_ref::<LpmTrie<&MapData, [u8; 16], BlockEntry>>(name)?.keys()),
-            maps::ALLOW | maps::RULES => count(self.typed_map_ref::<LpmTrie<&MapData, [u8; 16], u32>>(name)?.keys()),
+            maps::SOURCES | maps::PREFIXES => count(
+                self.typed_map_ref::<HashMap<&MapData, AddrKey, TrackState>>(name)?
+                    .keys(),
+            ),
+            maps::BANS => count(
+                self.typed_map_ref::<HashMap<&MapData, BanKey, Ban>>(name)?
+                    .keys(),
+            ),
+            maps::BLOCK => count(
+                self.typed_map_ref::<LpmTrie<&MapData, [u8; 16], BlockEntry>>(name)?
+                    .keys(),
+            ),
+            maps::ALLOW | maps::RULES => count(
+                self.typed_map_ref::<LpmTrie<&MapData, [u8; 16], u32>>(name)?
+                    .keys(),
+            ),
             _ => 0,
         })
     }

@@ -8,11 +8,17 @@ use crate::util;
 
 /// Debian packages and why they are needed.
 const PACKAGES: &[(&str, &str)] = &[
-    ("llvm-22-dev", "bpf-linker links the XDP program with LLVM 22 (rustc's LLVM)"),
+    (
+        "llvm-22-dev",
+        "bpf-linker links the XDP program with LLVM 22 (rustc's LLVM)",
+    ),
     ("libpolly-22-dev", "bpf-linker's LLVM 22 build"),
     ("libzstd-dev", "bpf-linker's LLVM 22 build"),
     ("zlib1g-dev", "bpf-linker's LLVM 22 build"),
-    ("iproute2", "the test lab: network namespaces and veth pairs"),
+    (
+        "iproute2",
+        "the test lab: network namespaces and veth pairs",
+    ),
     ("iputils-ping", "the test lab: reachability checks"),
     ("ethtool", "the test lab: GRO on veth"),
     ("bpftool", "inspecting programs and maps"),
@@ -36,7 +42,8 @@ pub fn run() -> Result<()> {
 }
 
 fn check_root() -> Result<()> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let uid = status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
@@ -54,7 +61,11 @@ fn installed(pkg: &str) -> bool {
 }
 
 fn install_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().map(|(p, _)| *p).filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         println!("setup: ok: Debian packages");
         return Ok(());
@@ -73,15 +84,29 @@ fn install_packages() -> Result<()> {
 }
 
 fn rust_src() -> Result<()> {
-    let Some(list) = util::output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"])) else {
-        bail!("setup: the `nightly` Rust toolchain is missing; the XDP program is built with it (-Z build-std)");
+    let Some(list) = util::output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ])) else {
+        bail!(
+            "setup: the `nightly` Rust toolchain is missing; the XDP program is built with it (-Z build-std)"
+        );
     };
     if list.lines().any(|l| l.starts_with("rust-src")) {
         println!("setup: ok: rust-src for nightly");
         return Ok(());
     }
     println!("setup: adding rust-src to the nightly toolchain");
-    util::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    util::run(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))
 }
 
 /// bpf-linker must link against LLVM 22, the LLVM of the nightly rustc.
@@ -97,12 +122,25 @@ fn bpf_linker() -> Result<()> {
     println!("setup: building bpf-linker against LLVM 22 (about 2 minutes)");
     let llvm_bin = Path::new("/usr/lib/llvm-22/bin");
     if !llvm_bin.exists() {
-        bail!("setup: {} is missing although llvm-22-dev is installed", llvm_bin.display());
+        bail!(
+            "setup: {} is missing although llvm-22-dev is installed",
+            llvm_bin.display()
+        );
     }
-    let path_env = format!("{}:{}", llvm_bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path_env = format!(
+        "{}:{}",
+        llvm_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut cmd = Command::new("cargo");
-    cmd.env("PATH", path_env)
-        .args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", "llvm-22"]);
+    cmd.env("PATH", path_env).args([
+        "install",
+        "bpf-linker",
+        "--locked",
+        "--no-default-features",
+        "--features",
+        "llvm-22",
+    ]);
     if path.is_some() {
         cmd.arg("--force");
     }
@@ -111,12 +149,17 @@ fn bpf_linker() -> Result<()> {
 
 fn kernel() -> Result<()> {
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        bail!("setup: the kernel has no BTF (/sys/kernel/btf/vmlinux); floodgate needs CONFIG_DEBUG_INFO_BTF=y");
+        bail!(
+            "setup: the kernel has no BTF (/sys/kernel/btf/vmlinux); floodgate needs CONFIG_DEBUG_INFO_BTF=y"
+        );
     }
     let mounts = std::fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
     let bpffs = mounts.lines().any(|l| {
         let mut f = l.split_whitespace();
-        matches!((f.next(), f.next(), f.next()), (Some(_), Some("/sys/fs/bpf"), Some("bpf")))
+        matches!(
+            (f.next(), f.next(), f.next()),
+            (Some(_), Some("/sys/fs/bpf"), Some("bpf"))
+        )
     });
     if bpffs {
         println!("setup: ok: kernel (BTF, bpffs at /sys/fs/bpf)");

@@ -9,7 +9,14 @@ use crate::util;
 
 pub fn run(extra: &[String]) -> Result<()> {
     util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))?;
-    util::run(util::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    util::run(util::cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // Integration tests share the machine's two CPUs and measure rates: two at a time.
     let result = util::run(
         util::cargo()
@@ -39,8 +46,12 @@ fn leftovers() -> Vec<String> {
         }
     }
     for dev in ["eth0", "lo"] {
-        if util::output(Command::new("ip").args(["link", "show", dev])).is_some_and(|s| s.contains("xdp")) {
-            found.push(format!("an XDP program on the host's {dev} (remove it: ip link set dev {dev} xdp off)"));
+        if util::output(Command::new("ip").args(["link", "show", dev]))
+            .is_some_and(|s| s.contains("xdp"))
+        {
+            found.push(format!(
+                "an XDP program on the host's {dev} (remove it: ip link set dev {dev} xdp off)"
+            ));
         }
     }
     found

@@ -79,9 +79,7 @@ pub fn quota_take(start: Cell, used: Cell, q: &Quota, now: u64) -> bool {
         return true;
     }
     let st = start.load();
-    if now.wrapping_sub(st) >= q.window_ns
-        && start.cas(st, now).is_ok()
-    {
+    if now.wrapping_sub(st) >= q.window_ns && start.cas(st, now).is_ok() {
         used.store(0);
     }
     let n = used.add(1) + 1;

@@ -41,7 +41,9 @@ pub fn count(verdict: Verdict, reason: Reason, len: u64) {
 #[inline(always)]
 pub fn malformed_verdict() -> Verdict {
     match SETTINGS.get(0) {
-        Some(s) if s.flags & SETTINGS_DROP_MALFORMED != 0 => drop_verdict(s.flags & SETTINGS_MONITOR != 0),
+        Some(s) if s.flags & SETTINGS_DROP_MALFORMED != 0 => {
+            drop_verdict(s.flags & SETTINGS_MONITOR != 0)
+        }
         _ => Verdict::Pass,
     }
 }
@@ -309,7 +311,9 @@ fn limits(
 fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState) {
     // Re-read here rather than passed in: BPF subprograms take at most five
     // arguments.
-    let Some(settings) = SETTINGS.get(0) else { return };
+    let Some(settings) = SETTINGS.get(0) else {
+        return;
+    };
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let (offenses, duration) = match BANS.get_ptr(key) {
@@ -516,6 +520,10 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
 #[inline(always)]
 fn grow(d: u64, factor: u32) -> u64 {
     let d = if d > 1 << 48 { 1 << 48 } else { d };
-    let factor = if factor > 1 << 15 { 1 << 15 } else { factor as u64 };
+    let factor = if factor > 1 << 15 {
+        1 << 15
+    } else {
+        factor as u64
+    };
     d * factor
 }

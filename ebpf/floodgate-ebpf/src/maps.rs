@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use floodgate_common::{
     AddrKey, Ban, BanKey, BlockEntry, COUNTER_SLOTS, Counter, DEFAULT_LIST_CAPACITY,
-    DEFAULT_SOURCE_CAPACITY, EVENTS_BYTES, GlobalState, MAX_PORTS, MAX_POLICIES, Meta, Policy,
+    DEFAULT_SOURCE_CAPACITY, EVENTS_BYTES, GlobalState, MAX_POLICIES, MAX_PORTS, Meta, Policy,
     PortKey, Settings, TrackState,
 };
 

@@ -102,7 +102,9 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<usize, P
     }
     // SAFETY: as above.
     let src: [u8; 4] = unsafe { (*ip).src_addr };
-    pkt.src = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, src[0], src[1], src[2], src[3]];
+    pkt.src = [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, src[0], src[1], src[2], src[3],
+    ];
     // SAFETY: as above.
     pkt.proto = unsafe { (*ip).proto };
     // SAFETY: as above.

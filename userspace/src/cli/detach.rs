@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use super::{Cli, Failure, print_done};
 use crate::{
-    control::{client::{self, ClientError}, proto::Request},
+    control::{
+        client::{self, ClientError},
+        proto::Request,
+    },
     daemon::{engine::remove_pins, links},
     paths,
 };
@@ -24,7 +27,9 @@ pub fn run(cli: &Cli, args: &DetachArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::new(1, format!("starting the async runtime: {e}")))?;
-    let request = Request::Detach { iface: args.iface.clone() };
+    let request = Request::Detach {
+        iface: args.iface.clone(),
+    };
     match rt.block_on(client::call(&cli.socket, request)) {
         Ok(reply) => print_done(reply),
         Err(ClientError::NotRunning { .. }) => offline(args),
@@ -42,12 +47,21 @@ fn offline(args: &DetachArgs) -> Result<(), Failure> {
                 println!("detached from {iface}");
                 Ok(())
             } else {
-                Err(Failure::new(1, format!("no floodgate link for {iface} under {}", args.pin_dir.display())))
+                Err(Failure::new(
+                    1,
+                    format!(
+                        "no floodgate link for {iface} under {}",
+                        args.pin_dir.display()
+                    ),
+                ))
             }
         }
         None => {
             remove_pins(&args.pin_dir).map_err(io)?;
-            println!("detached from every interface; pins under {} removed", args.pin_dir.display());
+            println!(
+                "detached from every interface; pins under {} removed",
+                args.pin_dir.display()
+            );
             Ok(())
         }
     }

@@ -12,7 +12,9 @@ use crate::control::proto::{ListEntry, Reply, Request};
 fn cidr(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{s:?} is not an address or CIDR (e.g. 203.0.113.0/24 or 2001:db8::/32)"))
+        .map_err(|_| {
+            format!("{s:?} is not an address or CIDR (e.g. 203.0.113.0/24 or 2001:db8::/32)")
+        })
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,8 +81,17 @@ fn print_list(reply: Reply, json: bool) -> Result<(), Failure> {
         return print_json(&entries);
     }
     let mut t = render::table(&["cidr", "from", "expires in"]);
-    for ListEntry { cidr, origin, expires_in_secs } in entries {
-        t.add_row(vec![cidr.to_string(), origin, expires_in_secs.map_or_else(|| "never".into(), |s| render::secs(s as f64))]);
+    for ListEntry {
+        cidr,
+        origin,
+        expires_in_secs,
+    } in entries
+    {
+        t.add_row(vec![
+            cidr.to_string(),
+            origin,
+            expires_in_secs.map_or_else(|| "never".into(), |s| render::secs(s as f64)),
+        ]);
     }
     println!("{t}");
     Ok(())
@@ -89,7 +100,9 @@ fn print_list(reply: Reply, json: bool) -> Result<(), Failure> {
 pub async fn allow(cli: &Cli, cmd: &AllowCmd) -> Result<(), Failure> {
     match cmd {
         AllowCmd::Add { cidr } => print_done(call(cli, Request::AllowAdd { cidr: *cidr }).await?),
-        AllowCmd::Remove { cidr } => print_done(call(cli, Request::AllowRemove { cidr: *cidr }).await?),
+        AllowCmd::Remove { cidr } => {
+            print_done(call(cli, Request::AllowRemove { cidr: *cidr }).await?)
+        }
         AllowCmd::List { json } => print_list(call(cli, Request::AllowList).await?, *json),
     }
 }
@@ -98,9 +111,20 @@ pub async fn block(cli: &Cli, cmd: &BlockCmd) -> Result<(), Failure> {
     match cmd {
         BlockCmd::Add { cidr, for_ } => {
             let for_secs = for_.map(|d| d.as_secs().max(1));
-            print_done(call(cli, Request::BlockAdd { cidr: *cidr, for_secs }).await?)
+            print_done(
+                call(
+                    cli,
+                    Request::BlockAdd {
+                        cidr: *cidr,
+                        for_secs,
+                    },
+                )
+                .await?,
+            )
         }
-        BlockCmd::Remove { cidr } => print_done(call(cli, Request::BlockRemove { cidr: *cidr }).await?),
+        BlockCmd::Remove { cidr } => {
+            print_done(call(cli, Request::BlockRemove { cidr: *cidr }).await?)
+        }
         BlockCmd::List { json } => print_list(call(cli, Request::BlockList).await?, *json),
     }
 }
@@ -129,6 +153,8 @@ pub async fn bans(cli: &Cli, cmd: &BansCmd) -> Result<(), Failure> {
             println!("{t}");
             Ok(())
         }
-        BansCmd::Clear { addr, .. } => print_done(call(cli, Request::BansClear { addr: *addr }).await?),
+        BansCmd::Clear { addr, .. } => {
+            print_done(call(cli, Request::BansClear { addr: *addr }).await?)
+        }
     }
 }

@@ -26,7 +26,13 @@ use crate::{
 /// Run the daemon with `floodgate run --iface IFACE`; every other command talks to
 /// it over its control socket.
 #[derive(Debug, Parser)]
-#[command(name = "floodgate", version, about, long_about, propagate_version = true)]
+#[command(
+    name = "floodgate",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Control socket of the daemon.
     #[arg(long, global = true, env = paths::SOCKET_ENV, default_value = paths::SOCKET)]
@@ -125,7 +131,10 @@ pub(crate) fn print_done(reply: Reply) -> Result<(), Failure> {
 }
 
 pub(crate) fn unexpected(reply: &Reply) -> Failure {
-    Failure::new(3, format!("unexpected reply from the daemon: {reply:?}; use the CLI of the daemon's release"))
+    Failure::new(
+        3,
+        format!("unexpected reply from the daemon: {reply:?}; use the CLI of the daemon's release"),
+    )
 }
 
 pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
@@ -141,7 +150,12 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args, &cli.socket),
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut <Cli as clap::CommandFactory>::command(), "floodgate", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "floodgate",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Detach(args) => detach::run(&cli, args),
@@ -171,7 +185,10 @@ fn client_command(cli: &Cli) -> Result<(), Failure> {
             Command::Bans(c) => lists::bans(cli, c).await,
             Command::Mode { mode } => print_done(call(cli, Request::Mode { mode: *mode }).await?),
             Command::Reload => print_done(call(cli, Request::Reload).await?),
-            Command::Run(_) | Command::Config(_) | Command::Completions { .. } | Command::Detach(_) => Ok(()),
+            Command::Run(_)
+            | Command::Config(_)
+            | Command::Completions { .. }
+            | Command::Detach(_) => Ok(()),
         }
     })
 }

@@ -41,7 +41,8 @@ pub enum LogFormat {
 }
 
 pub fn run(args: &RunArgs, socket: &Path) -> Result<(), Failure> {
-    let filter = EnvFilter::try_from_env("FLOODGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("FLOODGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let init = match args.log_format {
         LogFormat::Text => fmt().with_env_filter(filter).with_target(false).try_init(),
         LogFormat::Json => fmt().json().with_env_filter(filter).try_init(),

@@ -44,12 +44,21 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
     if json {
         return print_json(&s);
     }
-    println!("floodgate {} — mode {}, up {}", s.version, s.mode.name(), render::secs(s.uptime_secs as f64));
+    println!(
+        "floodgate {} — mode {}, up {}",
+        s.version,
+        s.mode.name(),
+        render::secs(s.uptime_secs as f64)
+    );
     println!("program id {}, config {}", s.program_id, s.config_source);
     println!(
         "pins {}{}",
         s.pin_dir,
-        if s.adopted_pinned_state { " (adopted from an earlier run)" } else { "" }
+        if s.adopted_pinned_state {
+            " (adopted from an earlier run)"
+        } else {
+            ""
+        }
     );
     let mut t = render::table(&["interface", "XDP mode"]);
     for i in &s.interfaces {
@@ -58,7 +67,11 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
     println!("{t}");
     let mut t = render::table(&["map", "entries", "capacity", "fill"]);
     for m in &s.maps {
-        let fill = if m.capacity == 0 { 0.0 } else { m.entries as f64 * 100.0 / m.capacity as f64 };
+        let fill = if m.capacity == 0 {
+            0.0
+        } else {
+            m.entries as f64 * 100.0 / m.capacity as f64
+        };
         t.add_row(vec![
             comfy_table::Cell::new(&m.name),
             render::num(m.entries),
@@ -69,7 +82,11 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
     println!("{t}");
     println!(
         "eviction pressure: {} (sources inserted {}); ban events suppressed {}, lost {}",
-        if s.eviction_pressure { "YES — first-seen sources draw on the new-source budget" } else { "no" },
+        if s.eviction_pressure {
+            "YES — first-seen sources draw on the new-source budget"
+        } else {
+            "no"
+        },
         render::count(s.source_inserts),
         render::count(s.events_suppressed),
         render::count(s.events_lost)
@@ -85,7 +102,9 @@ async fn fetch_stats(cli: &Cli) -> Result<Stats, Failure> {
 }
 
 fn print_stats(s: &Stats, previous: Option<(&Stats, f64)>) {
-    let rate = |now: u64, before: u64, secs: f64| format!("{:.0}/s", now.saturating_sub(before) as f64 / secs);
+    let rate = |now: u64, before: u64, secs: f64| {
+        format!("{:.0}/s", now.saturating_sub(before) as f64 / secs)
+    };
     println!(
         "mode {} — passed {} packets ({}), dropped {} packets ({}), would drop {}",
         s.mode,
@@ -119,7 +138,12 @@ fn print_stats(s: &Stats, previous: Option<(&Stats, f64)>) {
 pub async fn stats(cli: &Cli, args: &StatsArgs) -> Result<(), Failure> {
     let mut previous = fetch_stats(cli).await?;
     if !args.watch {
-        return if args.json { print_json(&previous) } else { print_stats(&previous, None); Ok(()) };
+        return if args.json {
+            print_json(&previous)
+        } else {
+            print_stats(&previous, None);
+            Ok(())
+        };
     }
     loop {
         tokio::time::sleep(args.interval).await;
@@ -147,10 +171,24 @@ pub async fn top(cli: &Cli, args: &TopArgs) -> Result<(), Failure> {
         return print_json(&rows);
     }
     let first = if args.prefixes { "prefix" } else { "source" };
-    let mut t = render::table(&[first, "packets", "bytes", "drops", "drop %", "last seen", "ban"]);
+    let mut t = render::table(&[
+        first,
+        "packets",
+        "bytes",
+        "drops",
+        "drop %",
+        "last seen",
+        "ban",
+    ]);
     for r in rows {
-        let share = if r.packets == 0 { 0.0 } else { r.drops as f64 * 100.0 / r.packets as f64 };
-        let ban = r.ban.map_or_else(String::new, |b| format!("{} ({} left)", b.reason, render::secs(b.remaining_secs)));
+        let share = if r.packets == 0 {
+            0.0
+        } else {
+            r.drops as f64 * 100.0 / r.packets as f64
+        };
+        let ban = r.ban.map_or_else(String::new, |b| {
+            format!("{} ({} left)", b.reason, render::secs(b.remaining_secs))
+        });
         t.add_row(vec![
             comfy_table::Cell::new(r.target),
             render::num(r.packets),

@@ -122,7 +122,11 @@ pub struct ConfigIssue {
 
 impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
@@ -142,7 +146,8 @@ impl Default for Config {
     /// The embedded default policy.
     fn default() -> Config {
         // Tested to parse (see tests); an empty file means the same defaults.
-        Config::from_toml(DEFAULT_TOML, "default.toml").unwrap_or_else(|_| Config::from_raw_defaults())
+        Config::from_toml(DEFAULT_TOML, "default.toml")
+            .unwrap_or_else(|_| Config::from_raw_defaults())
     }
 }
 
@@ -236,9 +241,19 @@ impl Validator<'_> {
     }
 
     /// A rate such as "1000/s", or "off". `bytes` allows byte units.
-    fn rate(&mut self, key: &str, v: &S<String>, default: Option<RateSpec>, bytes: bool) -> Option<RateSpec> {
+    fn rate(
+        &mut self,
+        key: &str,
+        v: &S<String>,
+        default: Option<RateSpec>,
+        bytes: bool,
+    ) -> Option<RateSpec> {
         let Some(v) = v else { return default };
-        let example = if bytes { "\"10MiB/s\"" } else { "\"1000/s\", \"60/m\"" };
+        let example = if bytes {
+            "\"10MiB/s\""
+        } else {
+            "\"1000/s\", \"60/m\""
+        };
         match units::parse_rate(v.get_ref(), bytes) {
             Ok(None) => None,
             Ok(Some(r)) if r.count == 0 => {
@@ -246,20 +261,44 @@ impl Validator<'_> {
                 None
             }
             Ok(Some(r)) if r.per > DAY => {
-                self.issue(v.span(), format!("{key}: {:?} spans more than a day — use `quota` for long windows", v.get_ref()));
+                self.issue(
+                    v.span(),
+                    format!(
+                        "{key}: {:?} spans more than a day — use `quota` for long windows",
+                        v.get_ref()
+                    ),
+                );
                 None
             }
             Ok(Some(r)) if r.per_second() > 1e9 => {
-                self.issue(v.span(), format!("{key}: {:?} is above 10^9 per second — write a smaller rate", v.get_ref()));
+                self.issue(
+                    v.span(),
+                    format!(
+                        "{key}: {:?} is above 10^9 per second — write a smaller rate",
+                        v.get_ref()
+                    ),
+                );
                 None
             }
             Ok(Some(r)) if bytes && r.per_second() < 1.0 => {
-                self.issue(v.span(), format!("{key}: {:?} is below 1 byte per second — write a larger rate or \"off\"", v.get_ref()));
+                self.issue(
+                    v.span(),
+                    format!(
+                        "{key}: {:?} is below 1 byte per second — write a larger rate or \"off\"",
+                        v.get_ref()
+                    ),
+                );
                 None
             }
             Ok(Some(r)) => Some(r),
             Err(()) => {
-                self.issue(v.span(), format!("{key}: {:?} is not a rate — write it like {example} or \"off\"", v.get_ref()));
+                self.issue(
+                    v.span(),
+                    format!(
+                        "{key}: {:?} is not a rate — write it like {example} or \"off\"",
+                        v.get_ref()
+                    ),
+                );
                 None
             }
         }
@@ -267,7 +306,13 @@ impl Validator<'_> {
 
     /// A burst; default one second's worth of the rate (at least 1, or
     /// `MIN_BYTES_BURST` for bytes).
-    fn burst(&mut self, key: &str, v: Option<(u64, Range<usize>)>, rate: Option<RateSpec>, min: u64) -> u64 {
+    fn burst(
+        &mut self,
+        key: &str,
+        v: Option<(u64, Range<usize>)>,
+        rate: Option<RateSpec>,
+        min: u64,
+    ) -> u64 {
         let default = rate.map_or(min, |r| (r.per_second().ceil() as u64).max(min));
         let Some((n, span)) = v else { return default };
         if n < min.max(1) {
@@ -280,30 +325,37 @@ impl Validator<'_> {
             return default;
         }
         if n > 1_000_000_000_000 {
-            self.issue(span, format!("{key}: {n} is larger than any real burst — use at most 10^12"));
+            self.issue(
+                span,
+                format!("{key}: {n} is larger than any real burst — use at most 10^12"),
+            );
             return default;
         }
         n
     }
 
     fn int_burst(&mut self, key: &str, v: &S<i64>, rate: Option<RateSpec>) -> u64 {
-        let v = v.as_ref().map(|s| (u64::try_from(*s.get_ref()).unwrap_or(0), s.span()));
+        let v = v
+            .as_ref()
+            .map(|s| (u64::try_from(*s.get_ref()).unwrap_or(0), s.span()));
         self.burst(key, v, rate, 1)
     }
 
     fn bytes_burst(&mut self, key: &str, v: &S<NumOrStr>, rate: Option<RateSpec>) -> u64 {
         let parsed = match v {
             None => None,
-            Some(s) => match s.get_ref() {
-                NumOrStr::Num(n) => Some((u64::try_from(*n).unwrap_or(0), s.span())),
-                NumOrStr::Str(text) => match units::parse_bytes(text) {
-                    Some(n) => Some((n, s.span())),
-                    None => {
-                        self.issue(s.span(), format!("{key}: {text:?} is not a size — write it like \"20MiB\" or 65536"));
-                        None
-                    }
-                },
-            },
+            Some(s) => {
+                match s.get_ref() {
+                    NumOrStr::Num(n) => Some((u64::try_from(*n).unwrap_or(0), s.span())),
+                    NumOrStr::Str(text) => match units::parse_bytes(text) {
+                        Some(n) => Some((n, s.span())),
+                        None => {
+                            self.issue(s.span(), format!("{key}: {text:?} is not a size — write it like \"20MiB\" or 65536"));
+                            None
+                        }
+                    },
+                }
+            }
         };
         self.burst(key, parsed, rate, MIN_BYTES_BURST)
     }
@@ -313,7 +365,13 @@ impl Validator<'_> {
         match units::parse_duration(v.get_ref()) {
             Some(d) => d,
             None => {
-                self.issue(v.span(), format!("{key}: {:?} is not a duration — write it like \"5m\", \"24h\" or \"0s\"", v.get_ref()));
+                self.issue(
+                    v.span(),
+                    format!(
+                        "{key}: {:?} is not a duration — write it like \"5m\", \"24h\" or \"0s\"",
+                        v.get_ref()
+                    ),
+                );
                 default
             }
         }
@@ -328,12 +386,26 @@ impl Validator<'_> {
                 None
             }
             Ok(Some(r)) if r.count == 0 => {
-                self.issue(v.span(), format!("{key}: a quota of 0 drops everything — write \"off\" or a positive count"));
+                self.issue(
+                    v.span(),
+                    format!(
+                        "{key}: a quota of 0 drops everything — write \"off\" or a positive count"
+                    ),
+                );
                 None
             }
-            Ok(Some(r)) => Some(QuotaSpec { limit: r.count, window: r.per }),
+            Ok(Some(r)) => Some(QuotaSpec {
+                limit: r.count,
+                window: r.per,
+            }),
             Err(()) => {
-                self.issue(v.span(), format!("{key}: {:?} is not a quota — write it like \"200000/24h\" or \"off\"", v.get_ref()));
+                self.issue(
+                    v.span(),
+                    format!(
+                        "{key}: {:?} is not a quota — write it like \"200000/24h\" or \"off\"",
+                        v.get_ref()
+                    ),
+                );
                 None
             }
         }
@@ -341,7 +413,10 @@ impl Validator<'_> {
 
     fn cidr(&mut self, key: &str, v: &Spanned<String>) -> Option<IpNet> {
         let s = v.get_ref().trim();
-        match s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)) {
+        match s
+            .parse::<IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        {
             Ok(n) => Some(n.trunc()),
             Err(_) => {
                 self.issue(v.span(), format!("{key}: {s:?} is not a CIDR — write it like \"203.0.113.0/24\" or \"2001:db8::/32\""));
@@ -355,7 +430,13 @@ impl Validator<'_> {
         match u32::try_from(*v.get_ref()) {
             Ok(n) if (16..=100_000_000).contains(&n) => n,
             _ => {
-                self.issue(v.span(), format!("capacity.{key}: {} is out of range — use 16 to 100000000 entries", v.get_ref()));
+                self.issue(
+                    v.span(),
+                    format!(
+                        "capacity.{key}: {} is out of range — use 16 to 100000000 entries",
+                        v.get_ref()
+                    ),
+                );
                 default
             }
         }
@@ -367,7 +448,10 @@ impl Validator<'_> {
             "enforce" => Some(false),
             "monitor" => Some(true),
             other => {
-                self.issue(v.span(), format!("{key}: {other:?} is not a mode — write \"enforce\" or \"monitor\""));
+                self.issue(
+                    v.span(),
+                    format!("{key}: {other:?} is not a mode — write \"enforce\" or \"monitor\""),
+                );
                 None
             }
         }
@@ -375,7 +459,9 @@ impl Validator<'_> {
 
     fn port(&mut self, v: &Spanned<String>) -> Option<PortSpec> {
         let s = v.get_ref().trim().to_ascii_lowercase();
-        let (proto, port) = s.split_once('/').map_or((s.as_str(), None), |(p, n)| (p, Some(n)));
+        let (proto, port) = s
+            .split_once('/')
+            .map_or((s.as_str(), None), |(p, n)| (p, Some(n)));
         let proto = match proto {
             "tcp" => 6,
             "udp" => 17,
@@ -389,13 +475,25 @@ impl Validator<'_> {
         let port = match port {
             None => None,
             Some(_) if proto == 1 || proto == 58 => {
-                self.issue(v.span(), format!("limits.ports: {:?}: ICMP has no ports — write \"icmp\" or \"icmpv6\"", v.get_ref()));
+                self.issue(
+                    v.span(),
+                    format!(
+                        "limits.ports: {:?}: ICMP has no ports — write \"icmp\" or \"icmpv6\"",
+                        v.get_ref()
+                    ),
+                );
                 return None;
             }
             Some(n) => match n.parse::<u16>() {
                 Ok(p) if p > 0 => Some(p),
                 _ => {
-                    self.issue(v.span(), format!("limits.ports: {:?} has no valid port — use 1 to 65535", v.get_ref()));
+                    self.issue(
+                        v.span(),
+                        format!(
+                            "limits.ports: {:?} has no valid port — use 1 to 65535",
+                            v.get_ref()
+                        ),
+                    );
                     return None;
                 }
             },
@@ -408,7 +506,13 @@ impl Validator<'_> {
         match u8::try_from(*v.get_ref()) {
             Ok(n) if (1..=max).contains(&n) => n,
             _ => {
-                self.issue(v.span(), format!("prefix.{key}: /{} is not a prefix length — use 1 to {max}", v.get_ref()));
+                self.issue(
+                    v.span(),
+                    format!(
+                        "prefix.{key}: /{} is not a prefix length — use 1 to {max}",
+                        v.get_ref()
+                    ),
+                );
                 default
             }
         }
@@ -427,8 +531,16 @@ impl Validator<'_> {
                 }
             },
         };
-        let allow = raw.allow.iter().filter_map(|c| self.cidr("allow", c)).collect();
-        let block = raw.block.iter().filter_map(|c| self.cidr("block", c)).collect();
+        let allow = raw
+            .allow
+            .iter()
+            .filter_map(|c| self.cidr("allow", c))
+            .collect();
+        let block = raw
+            .block
+            .iter()
+            .filter_map(|c| self.cidr("block", c))
+            .collect();
 
         let c = &raw.capacity;
         let sources = self.capacity("sources", &c.sources, 1_000_000);
@@ -446,12 +558,26 @@ impl Validator<'_> {
             bans: self.capacity("bans", &c.bans, sources),
             lists: self.capacity("lists", &c.lists, 262_144),
             pressure,
-            new_source_budget: self.rate("capacity.new_source_budget", &c.new_source_budget, rate(5000, SECOND), false),
+            new_source_budget: self.rate(
+                "capacity.new_source_budget",
+                &c.new_source_budget,
+                rate(5000, SECOND),
+                false,
+            ),
         };
 
         let l = &raw.limits;
         let ports = match &l.ports {
-            None => vec![PortSpec { proto: 6, port: Some(80) }, PortSpec { proto: 6, port: Some(443) }],
+            None => vec![
+                PortSpec {
+                    proto: 6,
+                    port: Some(80),
+                },
+                PortSpec {
+                    proto: 6,
+                    port: Some(443),
+                },
+            ],
             Some(list) => list.iter().filter_map(|p| self.port(p)).collect(),
         };
         let limits = self.source_limits(
@@ -473,8 +599,16 @@ impl Validator<'_> {
                     }
                 },
             },
-            max: self.duration("limits.ban_escalation.max", &esc.and_then(|e| e.max.clone()), DAY),
-            forget: self.duration("limits.ban_escalation.forget", &esc.and_then(|e| e.forget.clone()), DAY),
+            max: self.duration(
+                "limits.ban_escalation.max",
+                &esc.and_then(|e| e.max.clone()),
+                DAY,
+            ),
+            forget: self.duration(
+                "limits.ban_escalation.forget",
+                &esc.and_then(|e| e.forget.clone()),
+                DAY,
+            ),
         };
         if escalation.max < limits.ban
             && let Some(e) = &l.ban_escalation
@@ -526,15 +660,27 @@ impl Validator<'_> {
         SourceLimits {
             packets: Limit {
                 rate: p,
-                burst: if packets.is_none() && packets_burst.is_none() { base.packets.burst } else { self.int_burst(&k("packets_burst"), packets_burst, p) },
+                burst: if packets.is_none() && packets_burst.is_none() {
+                    base.packets.burst
+                } else {
+                    self.int_burst(&k("packets_burst"), packets_burst, p)
+                },
             },
             bytes: Limit {
                 rate: b,
-                burst: if bytes.is_none() && bytes_burst.is_none() { base.bytes.burst } else { self.bytes_burst(&k("bytes_burst"), bytes_burst, b) },
+                burst: if bytes.is_none() && bytes_burst.is_none() {
+                    base.bytes.burst
+                } else {
+                    self.bytes_burst(&k("bytes_burst"), bytes_burst, b)
+                },
             },
             syn: Limit {
                 rate: s,
-                burst: if syn.is_none() && syn_burst.is_none() { base.syn.burst } else { self.int_burst(&k("syn_burst"), syn_burst, s) },
+                burst: if syn.is_none() && syn_burst.is_none() {
+                    base.syn.burst
+                } else {
+                    self.int_burst(&k("syn_burst"), syn_burst, s)
+                },
             },
             quota: self.quota(&k("quota"), quota, base.quota),
             ban: self.duration(&k("ban"), ban, base.ban),
@@ -554,18 +700,31 @@ impl Validator<'_> {
         PrefixLimits {
             packets: Limit {
                 rate: p,
-                burst: if packets.is_none() && packets_burst.is_none() { base.packets.burst } else { self.int_burst(&k("packets_burst"), packets_burst, p) },
+                burst: if packets.is_none() && packets_burst.is_none() {
+                    base.packets.burst
+                } else {
+                    self.int_burst(&k("packets_burst"), packets_burst, p)
+                },
             },
             syn: Limit {
                 rate: s,
-                burst: if syn.is_none() && syn_burst.is_none() { base.syn.burst } else { self.int_burst(&k("syn_burst"), syn_burst, s) },
+                burst: if syn.is_none() && syn_burst.is_none() {
+                    base.syn.burst
+                } else {
+                    self.int_burst(&k("syn_burst"), syn_burst, s)
+                },
             },
             quota: self.quota(&k("quota"), quota, base.quota),
             ban: self.duration(&k("ban"), ban, base.ban),
         }
     }
 
-    fn rules(&mut self, raw: &[RawRule], limits: &SourceLimits, prefix: &PrefixLimits) -> Vec<Rule> {
+    fn rules(
+        &mut self,
+        raw: &[RawRule],
+        limits: &SourceLimits,
+        prefix: &PrefixLimits,
+    ) -> Vec<Rule> {
         let mut names = HashSet::new();
         let mut seen: BTreeMap<IpNet, String> = BTreeMap::new();
         let mut out = Vec::new();
@@ -579,7 +738,10 @@ impl Validator<'_> {
                 }
                 other => {
                     let span = other.as_ref().map_or(0..0, Spanned::span);
-                    self.issue(span, format!("rule #{}: has no name — add name = \"…\"", i + 1));
+                    self.issue(
+                        span,
+                        format!("rule #{}: has no name — add name = \"…\"", i + 1),
+                    );
                     format!("rule #{}", i + 1)
                 }
             };
@@ -596,10 +758,16 @@ impl Validator<'_> {
                         }
                     }
                 }
-                Some(m) => self.issue(m.span(), format!("{at}match is empty — list the CIDRs the rule applies to")),
+                Some(m) => self.issue(
+                    m.span(),
+                    format!("{at}match is empty — list the CIDRs the rule applies to"),
+                ),
                 None => {
                     let span = r.name.as_ref().map_or(0..0, Spanned::span);
-                    self.issue(span, format!("{at}has no match — add match = [\"203.0.113.0/24\"]"));
+                    self.issue(
+                        span,
+                        format!("{at}has no match — add match = [\"203.0.113.0/24\"]"),
+                    );
                 }
             }
             let monitor = self.mode(&format!("{at}mode"), &r.mode).unwrap_or(false);
@@ -612,7 +780,12 @@ impl Validator<'_> {
             );
             let prefix = self.prefix_limits(
                 &format!("{at}prefix_"),
-                [&r.prefix_packets, &r.prefix_syn, &r.prefix_quota, &r.prefix_ban],
+                [
+                    &r.prefix_packets,
+                    &r.prefix_syn,
+                    &r.prefix_quota,
+                    &r.prefix_ban,
+                ],
                 [&None, &None],
                 prefix,
             );
@@ -631,19 +804,40 @@ impl Validator<'_> {
 /// Built-in defaults: the same values `default.toml` documents.
 fn default_source_limits() -> SourceLimits {
     SourceLimits {
-        packets: Limit { rate: rate(1000, SECOND), burst: 2000 },
-        bytes: Limit { rate: rate(10 << 20, SECOND), burst: 20 << 20 },
-        syn: Limit { rate: rate(50, SECOND), burst: 100 },
-        quota: Some(QuotaSpec { limit: 200_000, window: DAY }),
+        packets: Limit {
+            rate: rate(1000, SECOND),
+            burst: 2000,
+        },
+        bytes: Limit {
+            rate: rate(10 << 20, SECOND),
+            burst: 20 << 20,
+        },
+        syn: Limit {
+            rate: rate(50, SECOND),
+            burst: 100,
+        },
+        quota: Some(QuotaSpec {
+            limit: 200_000,
+            window: DAY,
+        }),
         ban: Duration::from_secs(300),
     }
 }
 
 fn default_prefix_limits() -> PrefixLimits {
     PrefixLimits {
-        packets: Limit { rate: rate(20_000, SECOND), burst: 40_000 },
-        syn: Limit { rate: rate(500, SECOND), burst: 1000 },
-        quota: Some(QuotaSpec { limit: 2_000_000, window: DAY }),
+        packets: Limit {
+            rate: rate(20_000, SECOND),
+            burst: 40_000,
+        },
+        syn: Limit {
+            rate: rate(500, SECOND),
+            burst: 1000,
+        },
+        quota: Some(QuotaSpec {
+            limit: 2_000_000,
+            window: DAY,
+        }),
         ban: Duration::from_secs(300),
     }
 }

@@ -16,7 +16,13 @@ fn default_policy_parses_and_equals_an_empty_file() {
     let d = parse(Config::default_toml()).expect("default.toml is valid");
     assert_eq!(d, parse("").expect("an empty file is valid"));
     assert_eq!(d, Config::default());
-    assert_eq!(d.limits.packets, Limit { rate: rate(1000, SECOND), burst: 2000 });
+    assert_eq!(
+        d.limits.packets,
+        Limit {
+            rate: rate(1000, SECOND),
+            burst: 2000
+        }
+    );
     assert_eq!(d.prefix_v4, 24);
     assert_eq!(d.ports.len(), 2);
     assert!(!d.monitor);
@@ -52,18 +58,42 @@ prefix_packets = "100000/s"
     )
     .expect("valid");
     assert!(c.monitor && c.drop_malformed);
-    assert_eq!(c.block, vec!["198.51.100.7/32".parse::<IpNet>().expect("literal")]);
-    assert_eq!(c.limits.packets, Limit { rate: rate(50, Duration::from_millis(100)), burst: 500 });
+    assert_eq!(
+        c.block,
+        vec!["198.51.100.7/32".parse::<IpNet>().expect("literal")]
+    );
+    assert_eq!(
+        c.limits.packets,
+        Limit {
+            rate: rate(50, Duration::from_millis(100)),
+            burst: 500
+        }
+    );
     assert_eq!(c.limits.bytes.burst, 70_000);
-    assert_eq!(c.limits.quota, Some(QuotaSpec { limit: 100, window: Duration::from_secs(30) }));
-    assert_eq!(c.ports[0], PortSpec { proto: 6, port: None });
+    assert_eq!(
+        c.limits.quota,
+        Some(QuotaSpec {
+            limit: 100,
+            window: Duration::from_secs(30)
+        })
+    );
+    assert_eq!(
+        c.ports[0],
+        PortSpec {
+            proto: 6,
+            port: None
+        }
+    );
     assert_eq!(c.prefix.syn.rate, None);
     let r = &c.rules[0];
     assert!(r.monitor);
     assert_eq!(r.limits.packets.rate, rate(5000, SECOND));
     assert_eq!(r.limits.syn, c.limits.syn, "unset keys inherit [limits]");
     assert_eq!(r.prefix.packets.rate, rate(100_000, SECOND));
-    assert_eq!(c.capacity.prefixes, 5000, "prefix capacity defaults to sources");
+    assert_eq!(
+        c.capacity.prefixes, 5000,
+        "prefix capacity defaults to sources"
+    );
 }
 
 #[test]
@@ -78,7 +108,10 @@ fn syntax_errors_point_at_the_spot() {
 fn unknown_keys_are_rejected_with_their_name() {
     let e = errors("[limits]\npackts = \"10/s\"\n");
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("fg.toml:2:1: unknown field `packts`"), "{e:?}");
+    assert!(
+        e[0].starts_with("fg.toml:2:1: unknown field `packts`"),
+        "{e:?}"
+    );
     assert!(e[0].contains("remove it or fix its spelling"), "{e:?}");
 }
 
@@ -109,7 +142,8 @@ allow = 1
     // `allow = 1` under [capacity] is an unknown key: reported alone (the file
     // does not deserialize), so check the value errors without it.
     assert!(e[0].contains("unknown field `allow`"), "{e:?}");
-    let e = errors(&r#"mode = "strict"
+    let e = errors(
+        &r#"mode = "strict"
 [limits]
 packets = "1000/fortnight"
 packets_burst = 0
@@ -123,17 +157,38 @@ ports = ["sctp/9"]
 ipv4 = 33
 [capacity]
 pressure = 1.5
-"#.to_string());
+"#
+        .to_string(),
+    );
     assert_eq!(e[0], expected[0]);
-    let has = |needle: &str| assert!(e.iter().any(|l| l == needle), "missing {needle:?} in {e:#?}");
-    has(r#"fg.toml:3:11: limits.packets: "1000/fortnight" is not a rate — write it like "1000/s", "60/m" or "off""#);
+    let has = |needle: &str| {
+        assert!(
+            e.iter().any(|l| l == needle),
+            "missing {needle:?} in {e:#?}"
+        )
+    };
+    has(
+        r#"fg.toml:3:11: limits.packets: "1000/fortnight" is not a rate — write it like "1000/s", "60/m" or "off""#,
+    );
     has("fg.toml:4:17: limits.packets_burst: a burst of 0 admits nothing — use at least 1");
-    has(r#"fg.toml:5:9: limits.bytes: "10 parsecs/s" is not a rate — write it like "10MiB/s" or "off""#);
-    has("fg.toml:6:15: limits.bytes_burst: 1500 bytes cannot hold one full-size IP packet — use at least 65536");
-    has(r#"fg.toml:7:9: limits.quota: the window of "10/60d" must be between 1s and 30d — write it like "200000/24h""#);
-    has(r#"fg.toml:8:7: limits.ban: "forever" is not a duration — write it like "5m", "24h" or "0s""#);
-    has("fg.toml:9:29: limits.ban_escalation.factor: 0 is out of range — use 1 (no escalation) to 1000");
-    has(r#"fg.toml:10:10: limits.ports: "sctp/9" is not a port — write it like "tcp/443", "udp/53", "tcp" or "icmp""#);
+    has(
+        r#"fg.toml:5:9: limits.bytes: "10 parsecs/s" is not a rate — write it like "10MiB/s" or "off""#,
+    );
+    has(
+        "fg.toml:6:15: limits.bytes_burst: 1500 bytes cannot hold one full-size IP packet — use at least 65536",
+    );
+    has(
+        r#"fg.toml:7:9: limits.quota: the window of "10/60d" must be between 1s and 30d — write it like "200000/24h""#,
+    );
+    has(
+        r#"fg.toml:8:7: limits.ban: "forever" is not a duration — write it like "5m", "24h" or "0s""#,
+    );
+    has(
+        "fg.toml:9:29: limits.ban_escalation.factor: 0 is out of range — use 1 (no escalation) to 1000",
+    );
+    has(
+        r#"fg.toml:10:10: limits.ports: "sctp/9" is not a port — write it like "tcp/443", "udp/53", "tcp" or "icmp""#,
+    );
     has("fg.toml:12:8: prefix.ipv4: /33 is not a prefix length — use 1 to 32");
     has(expected[1]);
     assert_eq!(e.len(), 11, "{e:#?}");
@@ -157,20 +212,36 @@ match = ["192.0.2.0/24"]
 mode = "loud"
 "#,
     );
-    let has = |needle: &str| assert!(e.iter().any(|l| l == needle), "missing {needle:?} in {e:#?}");
-    has(r#"fg.toml:4:28: rule "a": match: "not-a-cidr" is not a CIDR — write it like "203.0.113.0/24" or "2001:db8::/32""#);
+    let has = |needle: &str| {
+        assert!(
+            e.iter().any(|l| l == needle),
+            "missing {needle:?} in {e:#?}"
+        )
+    };
+    has(
+        r#"fg.toml:4:28: rule "a": match: "not-a-cidr" is not a CIDR — write it like "203.0.113.0/24" or "2001:db8::/32""#,
+    );
     has(r#"fg.toml:6:8: rule.name: "a" is used by an earlier rule — give every rule its own name"#);
-    has(r#"fg.toml:7:10: rule "a": match: 203.0.113.0/24 is already matched by rule "a" — a CIDR may belong to one rule only"#);
+    has(
+        r#"fg.toml:7:10: rule "a": match: 203.0.113.0/24 is already matched by rule "a" — a CIDR may belong to one rule only"#,
+    );
     has(r#"fg.toml:10:9: rule "b": match is empty — list the CIDRs the rule applies to"#);
     has("fg.toml:1:1: rule #4: has no name — add name = \"…\"");
-    has(r#"fg.toml:13:8: rule "rule #4": mode: "loud" is not a mode — write "enforce" or "monitor""#);
+    has(
+        r#"fg.toml:13:8: rule "rule #4": mode: "loud" is not a mode — write "enforce" or "monitor""#,
+    );
     assert_eq!(e.len(), 6, "{e:#?}");
 }
 
 #[test]
 fn escalation_max_must_cover_the_ban() {
     let e = errors("[limits]\nban = \"2h\"\nban_escalation = { max = \"1h\" }\n");
-    assert_eq!(e, vec!["fg.toml:3:18: limits.ban_escalation.max: shorter than limits.ban — make max at least as long as ban"]);
+    assert_eq!(
+        e,
+        vec![
+            "fg.toml:3:18: limits.ban_escalation.max: shorter than limits.ban — make max at least as long as ban"
+        ]
+    );
 }
 
 #[test]

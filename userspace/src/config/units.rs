@@ -21,7 +21,9 @@ impl RateSpec {
 /// KiB, MiB, GiB (×1024).
 pub fn parse_bytes(s: &str) -> Option<u64> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.replace('_', "").parse().ok()?;
     let mult: u64 = match unit.trim() {
@@ -76,19 +78,31 @@ mod tests {
     fn rates_bytes_and_durations() {
         assert_eq!(
             parse_rate("1000/s", false),
-            Ok(Some(RateSpec { count: 1000, per: Duration::from_secs(1) }))
+            Ok(Some(RateSpec {
+                count: 1000,
+                per: Duration::from_secs(1)
+            }))
         );
         assert_eq!(
             parse_rate("200_000/24h", false),
-            Ok(Some(RateSpec { count: 200_000, per: Duration::from_secs(86_400) }))
+            Ok(Some(RateSpec {
+                count: 200_000,
+                per: Duration::from_secs(86_400)
+            }))
         );
         assert_eq!(
             parse_rate("10MiB/s", true),
-            Ok(Some(RateSpec { count: 10 << 20, per: Duration::from_secs(1) }))
+            Ok(Some(RateSpec {
+                count: 10 << 20,
+                per: Duration::from_secs(1)
+            }))
         );
         assert_eq!(
             parse_rate("50/100ms", false),
-            Ok(Some(RateSpec { count: 50, per: Duration::from_millis(100) }))
+            Ok(Some(RateSpec {
+                count: 50,
+                per: Duration::from_millis(100)
+            }))
         );
         assert_eq!(parse_rate("off", false), Ok(None));
         assert!(parse_rate("1000/fortnight", false).is_err());

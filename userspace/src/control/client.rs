@@ -1,6 +1,10 @@
 //! The CLI side of the control socket.
 
-use std::{io, path::{Path, PathBuf}, time::Duration};
+use std::{
+    io,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::net::UnixStream;
@@ -20,7 +24,9 @@ pub enum ClientError {
          or point the CLI at its socket with --socket / FLOODGATE_SOCKET"
     )]
     NotRunning { path: PathBuf },
-    #[error("permission denied on {path}: run the CLI as root (or as a member of the socket's group)")]
+    #[error(
+        "permission denied on {path}: run the CLI as root (or as a member of the socket's group)"
+    )]
     PermissionDenied { path: PathBuf },
     #[error("talking to the daemon on {path} failed: {source}")]
     Io {
@@ -30,7 +36,9 @@ pub enum ClientError {
     },
     #[error("the daemon did not answer within {}s; check its log", TIMEOUT.as_secs())]
     Timeout,
-    #[error("the daemon answered with something this CLI cannot read ({0}); use the CLI of the same version as the daemon")]
+    #[error(
+        "the daemon answered with something this CLI cannot read ({0}); use the CLI of the same version as the daemon"
+    )]
     Protocol(String),
     #[error("{0}")]
     Daemon(String),
@@ -45,12 +53,21 @@ pub async fn call(socket: &Path, request: Request) -> Result<Reply, ClientError>
 
 async fn exchange(socket: &Path, request: Request) -> Result<Reply, ClientError> {
     let path = socket.to_owned();
-    let stream = UnixStream::connect(socket).await.map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning { path: path.clone() },
-        io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { path: path.clone() },
-        _ => ClientError::Io { path: path.clone(), source },
-    })?;
-    let codec = LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec();
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                ClientError::NotRunning { path: path.clone() }
+            }
+            io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { path: path.clone() },
+            _ => ClientError::Io {
+                path: path.clone(),
+                source,
+            },
+        })?;
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME)
+        .new_codec();
     let mut framed = Framed::new(stream, codec);
     let body = serde_json::to_vec(&RequestEnvelope {
         version: PROTOCOL_VERSION,
@@ -60,7 +77,10 @@ async fn exchange(socket: &Path, request: Request) -> Result<Reply, ClientError>
     framed
         .send(bytes::Bytes::from(body))
         .await
-        .map_err(|source| ClientError::Io { path: path.clone(), source })?;
+        .map_err(|source| ClientError::Io {
+            path: path.clone(),
+            source,
+        })?;
     let frame = framed
         .next()
         .await

@@ -107,20 +107,12 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reply {
-    Done {
-        message: String,
-    },
+    Done { message: String },
     Status(Status),
     Stats(Stats),
-    Top {
-        rows: Vec<TopRow>,
-    },
-    List {
-        entries: Vec<ListEntry>,
-    },
-    Bans {
-        bans: Vec<BanRow>,
-    },
+    Top { rows: Vec<TopRow> },
+    List { entries: Vec<ListEntry> },
+    Bans { bans: Vec<BanRow> },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

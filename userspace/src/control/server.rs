@@ -29,7 +29,9 @@ const IDLE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("another floodgate daemon already listens on {0}; stop it first or use another --socket")]
+    #[error(
+        "another floodgate daemon already listens on {0}; stop it first or use another --socket"
+    )]
     InUse(PathBuf),
     #[error("creating the control socket {path}: {source}")]
     Io {
@@ -76,14 +78,20 @@ pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
 }
 
 async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
-    let codec = LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec();
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME)
+        .new_codec();
     let mut framed = Framed::new(stream, codec);
     loop {
         let frame = match tokio::time::timeout(IDLE, framed.next()).await {
             Ok(Some(Ok(frame))) => frame,
             Ok(Some(Err(e))) => {
                 // Oversized or broken frame: answer once, then hang up.
-                let _ = reply(&mut framed, Response::Error(format!("bad request frame: {e} (limit {MAX_FRAME} bytes)"))).await;
+                let _ = reply(
+                    &mut framed,
+                    Response::Error(format!("bad request frame: {e} (limit {MAX_FRAME} bytes)")),
+                )
+                .await;
                 return;
             }
             Ok(None) | Err(_) => return,
@@ -99,7 +107,9 @@ async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
                 if calls.send((env.request, tx)).await.is_err() {
                     Response::Error("the daemon is shutting down".into())
                 } else {
-                    rx.await.unwrap_or_else(|_| Response::Error("the daemon dropped the request".into()))
+                    rx.await.unwrap_or_else(|_| {
+                        Response::Error("the daemon dropped the request".into())
+                    })
                 }
             }
             Err(e) => Response::Error(format!("malformed request: {e}")),
@@ -110,7 +120,10 @@ async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
     }
 }
 
-async fn reply(framed: &mut Framed<UnixStream, LengthDelimitedCodec>, body: Response) -> io::Result<()> {
+async fn reply(
+    framed: &mut Framed<UnixStream, LengthDelimitedCodec>,
+    body: Response,
+) -> io::Result<()> {
     let bytes = serde_json::to_vec(&ResponseEnvelope {
         version: PROTOCOL_VERSION,
         body,

@@ -52,12 +52,17 @@ pub fn ensure(pin_dir: &Path) -> Result<(), BpffsError> {
             dir: mount_point.clone(),
             source,
         })?;
-        mount(Some("bpf"), &mount_point, Some("bpf"), MsFlags::empty(), None::<&str>).map_err(
-            |source| BpffsError::Mount {
-                dir: mount_point.clone(),
-                source,
-            },
-        )?;
+        mount(
+            Some("bpf"),
+            &mount_point,
+            Some("bpf"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|source| BpffsError::Mount {
+            dir: mount_point.clone(),
+            source,
+        })?;
         info!(dir = %mount_point.display(), "mounted a bpffs for the pins");
     }
     std::fs::create_dir_all(pin_dir).map_err(|source| BpffsError::Create {

@@ -7,9 +7,7 @@ use std::{
     time::Instant,
 };
 
-use floodgate_common::{
-    BanKey, BlockEntry, Reason, SETTINGS_MONITOR, Settings, TrackState, maps,
-};
+use floodgate_common::{BanKey, BlockEntry, Reason, SETTINGS_MONITOR, Settings, TrackState, maps};
 use ipnet::IpNet;
 use tracing::{info, warn};
 
@@ -101,7 +99,13 @@ impl Engine {
         engine.apply()?;
         for iface in &opts.ifaces {
             let previous = engine.runtime.attached.get(iface).copied();
-            let mode = links::attach_pinned(&mut engine.fg, iface, opts.xdp_mode, &opts.pin_dir, previous)?;
+            let mode = links::attach_pinned(
+                &mut engine.fg,
+                iface,
+                opts.xdp_mode,
+                &opts.pin_dir,
+                previous,
+            )?;
             engine.runtime.attached.insert(iface.clone(), mode);
             engine.interfaces.push(InterfaceStatus {
                 name: iface.clone(),
@@ -138,14 +142,20 @@ impl Engine {
         self.fg.sync_ports(&self.compiled.ports)?;
         let policies = self.compiled.policies.clone();
         self.fg.write_policies(&policies, 0)?;
-        let rules: Vec<_> = self.compiled.rules.iter().map(|(n, slot)| (lpm_key(n), *slot)).collect();
+        let rules: Vec<_> = self
+            .compiled
+            .rules
+            .iter()
+            .map(|(n, slot)| (lpm_key(n), *slot))
+            .collect();
         self.fg.sync_rules(&rules)?;
         let block: Vec<_> = self
             .runtime
             .block(&self.compiled.block)
             .into_iter()
             .map(|(net, _, until)| {
-                let expires_ns = until.map_or(0, |u| now_mono + u.saturating_sub(now_unix) * SECOND);
+                let expires_ns =
+                    until.map_or(0, |u| now_mono + u.saturating_sub(now_unix) * SECOND);
                 (lpm_key(&net), BlockEntry { expires_ns })
             })
             .collect();
@@ -174,7 +184,9 @@ impl Engine {
         let compiled = compile(&config);
         let c = compiled.capacity;
         if c != self.compiled.capacity {
-            warn!("map capacities changed in the config; they apply after `floodgate detach` and a restart");
+            warn!(
+                "map capacities changed in the config; they apply after `floodgate detach` and a restart"
+            );
         }
         let old = std::mem::replace(&mut self.compiled, compiled);
         self.config = config;
@@ -197,9 +209,10 @@ impl Engine {
     }
 
     fn config_source(&self) -> String {
-        self.config_path
-            .as_ref()
-            .map_or_else(|| "the embedded default policy".to_owned(), |p| p.display().to_string())
+        self.config_path.as_ref().map_or_else(
+            || "the embedded default policy".to_owned(),
+            |p| p.display().to_string(),
+        )
     }
 
     /// Periodic work: ends temporary blocks.
@@ -222,7 +235,12 @@ impl Engine {
     }
 
     fn done(message: impl Into<String>) -> Result<(Reply, After), DaemonError> {
-        Ok((Reply::Done { message: message.into() }, After::Continue))
+        Ok((
+            Reply::Done {
+                message: message.into(),
+            },
+            After::Continue,
+        ))
     }
 
     fn save_and_apply(&mut self) -> Result<(), DaemonError> {
@@ -234,10 +252,18 @@ impl Engine {
         match request {
             Request::Status => Ok((Reply::Status(self.status()?), After::Continue)),
             Request::Stats => Ok((
-                Reply::Stats(Stats::from_counters(&self.fg.counters()?, self.mode() == Mode::Monitor)),
+                Reply::Stats(Stats::from_counters(
+                    &self.fg.counters()?,
+                    self.mode() == Mode::Monitor,
+                )),
                 After::Continue,
             )),
-            Request::Top { n, by, prefixes } => Ok((Reply::Top { rows: self.top(n, by, prefixes)? }, After::Continue)),
+            Request::Top { n, by, prefixes } => Ok((
+                Reply::Top {
+                    rows: self.top(n, by, prefixes)?,
+                },
+                After::Continue,
+            )),
             Request::AllowAdd { cidr } => {
                 let cidr = cidr.trunc();
                 self.runtime.allow_removed.remove(&cidr);
@@ -249,9 +275,13 @@ impl Engine {
             }
             Request::AllowRemove { cidr } => {
                 let cidr = cidr.trunc();
-                let known = self.runtime.allow_added.remove(&cidr) | self.compiled.allow.contains(&cidr);
+                let known =
+                    self.runtime.allow_added.remove(&cidr) | self.compiled.allow.contains(&cidr);
                 if !known {
-                    return Err(DaemonError::NotListed { list: "allow", cidr });
+                    return Err(DaemonError::NotListed {
+                        list: "allow",
+                        cidr,
+                    });
                 }
                 if self.compiled.allow.contains(&cidr) {
                     self.runtime.allow_removed.insert(cidr);
@@ -279,15 +309,22 @@ impl Engine {
                 self.runtime.block_added.insert(cidr, until);
                 self.save_and_apply()?;
                 Self::done(match for_secs {
-                    Some(s) => format!("blocked {cidr} for {}", humantime::format_duration(std::time::Duration::from_secs(s))),
+                    Some(s) => format!(
+                        "blocked {cidr} for {}",
+                        humantime::format_duration(std::time::Duration::from_secs(s))
+                    ),
                     None => format!("blocked {cidr}"),
                 })
             }
             Request::BlockRemove { cidr } => {
                 let cidr = cidr.trunc();
-                let known = self.runtime.block_added.remove(&cidr).is_some() | self.compiled.block.contains(&cidr);
+                let known = self.runtime.block_added.remove(&cidr).is_some()
+                    | self.compiled.block.contains(&cidr);
                 if !known {
-                    return Err(DaemonError::NotListed { list: "block", cidr });
+                    return Err(DaemonError::NotListed {
+                        list: "block",
+                        cidr,
+                    });
                 }
                 if self.compiled.block.contains(&cidr) {
                     self.runtime.block_removed.insert(cidr);
@@ -309,7 +346,12 @@ impl Engine {
                     .collect();
                 Ok((Reply::List { entries }, After::Continue))
             }
-            Request::BansList => Ok((Reply::Bans { bans: self.active_bans()?.into_values().collect() }, After::Continue)),
+            Request::BansList => Ok((
+                Reply::Bans {
+                    bans: self.active_bans()?.into_values().collect(),
+                },
+                After::Continue,
+            )),
             Request::BansClear { addr } => {
                 let cleared = self.clear_bans(addr)?;
                 Self::done(format!("cleared {cleared} ban(s)"))
@@ -339,15 +381,29 @@ impl Engine {
                 self.runtime.attached.remove(&name);
                 self.runtime.save(&self.state_dir)?;
                 info!(iface = name, "detached");
-                let after = if self.interfaces.is_empty() { After::Exit } else { After::Continue };
-                Ok((Reply::Done { message: format!("detached from {name}") }, after))
+                let after = if self.interfaces.is_empty() {
+                    After::Exit
+                } else {
+                    After::Continue
+                };
+                Ok((
+                    Reply::Done {
+                        message: format!("detached from {name}"),
+                    },
+                    after,
+                ))
             }
             None => {
                 remove_pins(&self.pin_dir).map_err(io)?;
                 self.runtime.attached.clear();
                 self.runtime.save(&self.state_dir)?;
                 info!("detached from every interface and removed the pins");
-                Ok((Reply::Done { message: "detached from every interface; pins removed".into() }, After::Exit))
+                Ok((
+                    Reply::Done {
+                        message: "detached from every interface; pins removed".into(),
+                    },
+                    After::Exit,
+                ))
             }
         }
     }
@@ -384,7 +440,8 @@ impl Engine {
             pin_dir: self.pin_dir.display().to_string(),
             maps,
             source_inserts: g.source_inserts,
-            eviction_pressure: settings.pressure_threshold != 0 && g.source_inserts >= settings.pressure_threshold,
+            eviction_pressure: settings.pressure_threshold != 0
+                && g.source_inserts >= settings.pressure_threshold,
             events_suppressed: g.events_suppressed,
             events_lost: g.events_lost,
         })
@@ -414,7 +471,9 @@ impl Engine {
                 };
                 let row = BanRow {
                     target,
-                    reason: Reason::from_u32(b.reason).map_or("unknown", Reason::name).to_owned(),
+                    reason: Reason::from_u32(b.reason)
+                        .map_or("unknown", Reason::name)
+                        .to_owned(),
                     remaining_secs: (b.until_ns - now) as f64 / 1e9,
                     duration_secs: b.duration_ns as f64 / 1e9,
                     offenses: b.offenses,
@@ -434,8 +493,16 @@ impl Engine {
                     .map_or_else(|_| IpNet::from(a), |n| n.trunc());
                 let (_, masked) = lpm_key(&prefix);
                 vec![
-                    BanKey { addr: mapped(a), prefix_len: 128, _pad: 0 },
-                    BanKey { addr: masked, prefix_len: plen, _pad: 0 },
+                    BanKey {
+                        addr: mapped(a),
+                        prefix_len: 128,
+                        _pad: 0,
+                    },
+                    BanKey {
+                        addr: masked,
+                        prefix_len: plen,
+                        _pad: 0,
+                    },
                 ]
             }
         };
@@ -452,7 +519,11 @@ impl Engine {
     }
 
     fn top(&self, n: usize, by: TopBy, prefixes: bool) -> Result<Vec<TopRow>, DaemonError> {
-        let name = if prefixes { maps::PREFIXES } else { maps::SOURCES };
+        let name = if prefixes {
+            maps::PREFIXES
+        } else {
+            maps::SOURCES
+        };
         let mut rows: Vec<(IpAddr, TrackState)> = self.fg.tracked(name)?;
         let key = |s: &TrackState| match by {
             TopBy::Packets => s.packets,
@@ -469,9 +540,23 @@ impl Engine {
                 let (target, ban_key) = if prefixes {
                     let plen = self.prefix_len_of(addr);
                     let net = from_lpm_key(plen, mapped(addr));
-                    (net.to_string(), BanKey { addr: mapped(addr), prefix_len: plen, _pad: 0 })
+                    (
+                        net.to_string(),
+                        BanKey {
+                            addr: mapped(addr),
+                            prefix_len: plen,
+                            _pad: 0,
+                        },
+                    )
                 } else {
-                    (addr.to_string(), BanKey { addr: mapped(addr), prefix_len: 128, _pad: 0 })
+                    (
+                        addr.to_string(),
+                        BanKey {
+                            addr: mapped(addr),
+                            prefix_len: 128,
+                            _pad: 0,
+                        },
+                    )
                 };
                 TopRow {
                     target,
@@ -491,7 +576,10 @@ pub fn remove_pins(pin_dir: &Path) -> std::io::Result<()> {
     for iface in links::pinned_interfaces(pin_dir) {
         links::detach(pin_dir, &iface)?;
     }
-    for dir in [links::links_dir(pin_dir), crate::loader::map_pin_dir(pin_dir)] {
+    for dir in [
+        links::links_dir(pin_dir),
+        crate::loader::map_pin_dir(pin_dir),
+    ] {
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
                 std::fs::remove_file(e.path())?;

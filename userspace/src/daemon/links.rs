@@ -40,7 +40,10 @@ pub fn attach_pinned(
         match replace(fg, &path) {
             Ok(()) => {
                 let mode = previous.unwrap_or(AttachedMode::Native);
-                info!(iface, "replaced the program in the pinned XDP link (no unfiltered gap)");
+                info!(
+                    iface,
+                    "replaced the program in the pinned XDP link (no unfiltered gap)"
+                );
                 return Ok(mode);
             }
             Err(e) => {

@@ -64,7 +64,9 @@ impl Runtime {
     pub fn load(state_dir: &Path) -> Result<Runtime, StateError> {
         let path = Self::path(state_dir);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path, source }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path, source })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Runtime::default()),
             Err(source) => Err(StateError::Read { path, source }),
         }
@@ -79,7 +81,8 @@ impl Runtime {
         };
         std::fs::create_dir_all(state_dir).map_err(write_err)?;
         let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| write_err(std::io::Error::other(e)))?;
+        let bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| write_err(std::io::Error::other(e)))?;
         std::fs::write(&tmp, bytes).map_err(write_err)?;
         std::fs::rename(&tmp, &path).map_err(write_err)
     }
@@ -140,10 +143,19 @@ mod tests {
         let back = Runtime::load(&dir).expect("load");
         assert_eq!(back, rt);
         let allow = back.allow(&[net("10.0.0.0/8"), net("192.0.2.0/24")]);
-        assert_eq!(allow, vec![(net("192.0.2.0/24"), "config"), (net("198.18.0.0/24"), "runtime")]);
+        assert_eq!(
+            allow,
+            vec![
+                (net("192.0.2.0/24"), "config"),
+                (net("198.18.0.0/24"), "runtime")
+            ]
+        );
         let mut back = back;
         assert!(back.expire(100));
-        assert_eq!(back.block(&[]), vec![(net("198.19.1.0/24"), "runtime", None)]);
+        assert_eq!(
+            back.block(&[]),
+            vec![(net("198.19.1.0/24"), "runtime", None)]
+        );
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

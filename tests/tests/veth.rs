@@ -1,10 +1,7 @@
 //! Real packets through veth in a lab: the program attached to the edge side
 //! counts every source and drops what the policy says.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context as _, Result};
 use floodgate::{
@@ -82,10 +79,7 @@ fn edge_lab(tag: &str, policy: Policy) -> Result<Edge> {
 fn counts_every_source_and_drops_blocked_ones() -> Result<()> {
     let mut e = edge_lab("found", Policy::default())?;
     let blocked = ip("198.18.1.3");
-    e.fg.sync_block(&[(
-        lpm_key(&IpAddr::from(blocked).into()),
-        BlockEntry { expires_ns: 0 },
-    )])?;
+    e.fg.sync_block(&[(lpm_key(&blocked.into()), BlockEntry { expires_ns: 0 })])?;
     let sink = traffic::UdpSink::bind(&e.edge, "0.0.0.0:9000".parse()?)?;
     let to_c: SocketAddr = "198.18.1.1:9000".parse()?;
     let to_u: SocketAddr = "198.18.2.1:9000".parse()?;

@@ -115,7 +115,7 @@ fn banned(key: &BanKey, now: u64) -> bool {
 /// Counts a packet into a source or prefix entry.
 #[inline(always)]
 fn account(s: *mut TrackState, len: u64, now: u64, dropped: bool) {
-    // SAFETY (each block): `s` is a live, aligned map value; fields are u64.
+    // SAFETY: `s` is a live, aligned map value; its fields are u64.
     unsafe { Cell::new(&raw mut (*s).packets) }.add(1);
     // SAFETY: as above.
     unsafe { Cell::new(&raw mut (*s).bytes) }.add(len);
@@ -190,9 +190,9 @@ fn insert_fresh(prefixes: bool, key: &AddrKey, now: u64) {
         ..TrackState::default()
     };
     let r = if prefixes {
-        PREFIXES.insert(key, &fresh, BPF_NOEXIST as u64)
+        PREFIXES.insert(key, fresh, u64::from(BPF_NOEXIST))
     } else {
-        SOURCES.insert(key, &fresh, BPF_NOEXIST as u64)
+        SOURCES.insert(key, fresh, u64::from(BPF_NOEXIST))
     };
     // -EEXIST (-17) is the lost race above, not an error.
     if let Err(e) = r
@@ -275,7 +275,7 @@ fn limits(
         return Some(Reason::PrefixSyn);
     };
     // Long windows last: a packet refused by a rate limit does not spend quota.
-    // SAFETY (both): live, aligned u64 fields inside LRU map values.
+    // SAFETY: live, aligned u64 fields inside LRU map values.
     let (s_start, s_used) = unsafe {
         (
             Cell::new(&raw mut (*src).quota_start_ns),
@@ -342,7 +342,7 @@ fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState) {
         offenses,
         reason: reason as u32,
     };
-    if BANS.insert(key, &entry, 0).is_err() {
+    if BANS.insert(key, entry, 0).is_err() {
         bump(|g| {
             // SAFETY: only forms a field pointer inside the live map value.
             unsafe { &raw mut (*g).map_update_errors }
@@ -351,11 +351,9 @@ fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState) {
     // SAFETY: a live map value; plain reads of u64 counters.
     let (packets, first) = unsafe { ((*state).packets, (*state).first_seen_ns) };
     let elapsed = now - first;
-    let observed_pps = if elapsed > 0 {
-        packets.min(u64::MAX / 1_000_000_000) * 1_000_000_000 / elapsed
-    } else {
-        packets
-    };
+    let observed_pps = (packets.min(u64::MAX / 1_000_000_000) * 1_000_000_000)
+        .checked_div(elapsed)
+        .unwrap_or(packets);
     emit(key, reason, offenses, duration, observed_pps, settings, now);
 }
 
@@ -454,7 +452,7 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
         _pad: 0,
     };
     if banned(&src_ban, now) || banned(&pfx_ban, now) {
-        if let Some(s) = SOURCES.get_ptr_mut(&src_key) {
+        if let Some(s) = SOURCES.get_ptr_mut(src_key) {
             account(s, len, now, true);
         }
         return (drop_verdict(monitor), Reason::Banned);
@@ -469,15 +467,15 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     };
     if settings.flags & SETTINGS_PORTS_SCOPED != 0 && !pkt.fragment {
         let exact = PortKey {
-            proto: pkt.proto as u16,
+            proto: u16::from(pkt.proto),
             port: pkt.dport,
         };
         let any = PortKey {
-            proto: pkt.proto as u16,
+            proto: u16::from(pkt.proto),
             port: 0,
         };
         // SAFETY: the references are only tested for presence.
-        if unsafe { PORTS.get(&exact).is_none() && PORTS.get(&any).is_none() } {
+        if unsafe { PORTS.get(exact).is_none() && PORTS.get(any).is_none() } {
             account(src, len, now, false);
             return (Verdict::Pass, Reason::Unscoped);
         }
@@ -523,7 +521,7 @@ fn grow(d: u64, factor: u32) -> u64 {
     let factor = if factor > 1 << 15 {
         1 << 15
     } else {
-        factor as u64
+        u64::from(factor)
     };
     d * factor
 }

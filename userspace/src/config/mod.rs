@@ -291,7 +291,7 @@ impl Validator<'_> {
                 None
             }
             Ok(Some(r)) => Some(r),
-            Err(()) => {
+            Err(units::BadRate) => {
                 self.issue(
                     v.span(),
                     format!(
@@ -398,7 +398,7 @@ impl Validator<'_> {
                 limit: r.count,
                 window: r.per,
             }),
-            Err(()) => {
+            Err(units::BadRate) => {
                 self.issue(
                     v.span(),
                     format!(

@@ -143,7 +143,7 @@ allow = 1
     // does not deserialize), so check the value errors without it.
     assert!(e[0].contains("unknown field `allow`"), "{e:?}");
     let e = errors(
-        &r#"mode = "strict"
+        r#"mode = "strict"
 [limits]
 packets = "1000/fortnight"
 packets_burst = 0
@@ -157,8 +157,7 @@ ports = ["sctp/9"]
 ipv4 = 33
 [capacity]
 pressure = 1.5
-"#
-        .to_string(),
+"#,
     );
     assert_eq!(e[0], expected[0]);
     let has = |needle: &str| {

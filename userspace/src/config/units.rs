@@ -44,18 +44,25 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s.trim()).ok()
 }
 
+/// A value that is not a rate (the caller knows which key and how to say it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadRate;
+
 /// Parses "N/duration" (the duration may omit a leading 1: "1000/s"); with
 /// `bytes`, N may carry a byte unit ("10MiB/s"). `Ok(None)` for "off".
-pub fn parse_rate(s: &str, bytes: bool) -> Result<Option<RateSpec>, ()> {
+pub fn parse_rate(s: &str, bytes: bool) -> Result<Option<RateSpec>, BadRate> {
     let s = s.trim();
     if s == "off" {
         return Ok(None);
     }
-    let (n, per) = s.split_once('/').ok_or(())?;
+    let (n, per) = s.split_once('/').ok_or(BadRate)?;
     let count = if bytes {
-        parse_bytes(n).ok_or(())?
+        parse_bytes(n).ok_or(BadRate)?
     } else {
-        n.trim().replace('_', "").parse::<u64>().map_err(|_| ())?
+        n.trim()
+            .replace('_', "")
+            .parse::<u64>()
+            .map_err(|_| BadRate)?
     };
     let per = per.trim();
     let per = if per.starts_with(|c: char| c.is_ascii_digit()) {
@@ -63,9 +70,9 @@ pub fn parse_rate(s: &str, bytes: bool) -> Result<Option<RateSpec>, ()> {
     } else {
         parse_duration(&format!("1{per}"))
     }
-    .ok_or(())?;
+    .ok_or(BadRate)?;
     if per.is_zero() {
-        return Err(());
+        return Err(BadRate);
     }
     Ok(Some(RateSpec { count, per }))
 }

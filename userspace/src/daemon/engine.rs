@@ -530,7 +530,7 @@ impl Engine {
             TopBy::Bytes => s.bytes,
             TopBy::Drops => s.drops,
         };
-        rows.sort_by(|a, b| key(&b.1).cmp(&key(&a.1)));
+        rows.sort_by_key(|r| std::cmp::Reverse(key(&r.1)));
         rows.truncate(n);
         let bans = self.active_bans()?;
         let now = monotonic_ns();

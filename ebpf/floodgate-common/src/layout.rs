@@ -301,7 +301,7 @@ mod tests {
         // 1 GiB/s keeps sub-nanosecond precision per byte.
         let b = Rate::new(1 << 30, 1_000_000_000, 1 << 30);
         assert!(b.interval_fp > 0);
-        let per_gib = ((1u128 << 30) * b.interval_fp as u128) >> FP_SHIFT;
+        let per_gib = ((1u128 << 30) * u128::from(b.interval_fp)) >> FP_SHIFT;
         assert!((per_gib as i128 - 1_000_000_000).abs() < 1_000_000);
     }
 }

@@ -21,6 +21,9 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
 fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
     match r {
         Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => {
+            Ok(())
+        }
         other => other,
     }
 }

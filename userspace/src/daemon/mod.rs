@@ -128,6 +128,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                 let (response, after) = engine.handle(request);
                 let _ = reply.send(response);
                 if after == After::Exit {
+                    // Let the connection task write the reply before the server goes.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                     break;
                 }
             }

@@ -1,0 +1,202 @@
+//! The real daemon in a lab: `floodgate run` on the edge namespace, and the CLI
+//! talking to it over its socket.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use nix::sys::signal::Signal;
+
+use crate::lab::{BpfFs, Lab, Link, Ns};
+
+/// edge ⟷ crawler (198.18.1.0/24, crawler also .3) and edge ⟷ user
+/// (198.18.2.0/24), the daemon filtering both edge ends.
+pub struct DaemonLab {
+    pub lab: Lab,
+    pub edge: Ns,
+    pub crawler: Ns,
+    pub user: Ns,
+    pub links: Vec<Link>,
+    pub pins: BpfFs,
+    pub dir: tempfile::TempDir,
+    pub bin: PathBuf,
+    pub pid: Option<u32>,
+    runs: u32,
+}
+
+impl DaemonLab {
+    /// Builds the lab and writes `config` as the daemon's config file.
+    pub fn new(tag: &str, bin: &str, config: &str) -> Result<DaemonLab> {
+        let mut lab = Lab::new(tag)?;
+        let edge = lab.add_ns("edge")?;
+        let crawler = lab.add_ns("crawl")?;
+        let user = lab.add_ns("user")?;
+        let c = lab.link(&edge, &["198.18.1.1/24"], &crawler, &["198.18.1.2/24"])?;
+        crawler.add_addr(&c.b_if, "198.18.1.3/24")?;
+        let mac = crawler.mac(&c.b_if)?;
+        edge.run(
+            "ip",
+            &[
+                "neigh",
+                "replace",
+                "198.18.1.3",
+                "lladdr",
+                &mac,
+                "nud",
+                "permanent",
+                "dev",
+                &c.a_if,
+            ],
+        )?;
+        let u = lab.link(&edge, &["198.18.2.1/24"], &user, &["198.18.2.2/24"])?;
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("fg.toml"), config)?;
+        Ok(DaemonLab {
+            lab,
+            edge,
+            crawler,
+            user,
+            links: vec![c, u],
+            pins: BpfFs::new()?,
+            dir,
+            bin: PathBuf::from(bin),
+            pid: None,
+            runs: 0,
+        })
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("fg.sock")
+    }
+
+    pub fn pin_dir(&self) -> PathBuf {
+        self.pins.path().join("floodgate")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("fg.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn log(&self, run: u32) -> PathBuf {
+        self.dir.path().join(format!("daemon-{run}.log"))
+    }
+
+    /// Starts `floodgate run` in the edge namespace and waits for its socket.
+    pub fn start(&mut self) -> Result<()> {
+        self.runs += 1;
+        let log = self.log(self.runs);
+        let (socket, pins, state, config) = (
+            self.socket(),
+            self.pin_dir(),
+            self.state_dir(),
+            self.config_path(),
+        );
+        let mut args = vec![
+            "--socket".to_owned(),
+            socket.display().to_string(),
+            "run".to_owned(),
+        ];
+        for l in &self.links {
+            args.extend(["--iface".to_owned(), l.a_if.clone()]);
+        }
+        args.extend([
+            "--config".to_owned(),
+            config.display().to_string(),
+            "--pin-dir".to_owned(),
+            pins.display().to_string(),
+            "--state-dir".to_owned(),
+            state.display().to_string(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let pid = self.lab.spawn_logged(&self.edge, &self.bin, &args, &log)?;
+        self.pid = Some(pid);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.cli(&["status"]).is_ok_and(|o| o.status.success()) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "the daemon did not come up; its log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    }
+
+    /// Stops the daemon with `signal` (it leaves filtering in place).
+    pub fn stop(&mut self, signal: Signal) -> Result<std::process::ExitStatus> {
+        let pid = self.pid.take().context("the daemon is not running")?;
+        self.lab.stop(pid, signal)
+    }
+
+    /// Runs the CLI against the daemon's socket.
+    pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        let socket = self.socket();
+        let mut full = vec!["--socket", socket.to_str().context("socket path")?];
+        full.extend_from_slice(args);
+        std::process::Command::new(&self.bin)
+            .args(&full)
+            .output()
+            .context("running the CLI")
+    }
+
+    /// Runs the CLI, requires success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.cli(args)?;
+        if !out.status.success() {
+            bail!(
+                "`floodgate {}` failed ({}): {}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                self.daemon_log()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs a `--json` command and parses it.
+    pub fn json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut full = args.to_vec();
+        full.push("--json");
+        Ok(serde_json::from_str(&self.ok(&full)?)?)
+    }
+
+    pub fn daemon_log(&self) -> String {
+        format!(
+            "\ndaemon log:\n{}",
+            std::fs::read_to_string(self.log(self.runs)).unwrap_or_default()
+        )
+    }
+
+    pub fn write_config(&self, text: &str) -> Result<()> {
+        Ok(std::fs::write(self.config_path(), text)?)
+    }
+}
+
+impl Drop for DaemonLab {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = self.lab.stop(pid, Signal::SIGTERM);
+        }
+        // Pins hold the program on the links; remove them before the lab goes.
+        let _ = floodgate::daemon::engine::remove_pins(&self.pin_dir());
+    }
+}
+
+/// The edge's UDP sink address on the crawler side and on the user side.
+pub fn to_crawler_side() -> SocketAddr {
+    SocketAddr::from(([198, 18, 1, 1], 9000))
+}
+
+pub fn to_user_side() -> SocketAddr {
+    SocketAddr::from(([198, 18, 2, 1], 9000))
+}

@@ -1,0 +1,355 @@
+//! The daemon and CLI against real traffic in a lab: every command's effect on
+//! packets, reloads, restarts that never stop filtering, and a hostile socket.
+
+use std::{
+    io::{Read as _, Write as _},
+    os::unix::net::UnixStream,
+    time::Duration,
+};
+
+use anyhow::Result;
+use floodgate_tests::{
+    daemon::{DaemonLab, to_crawler_side, to_user_side},
+    lab::traffic::{UdpSink, udp_send},
+    packets::ip,
+};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_floodgate-cli");
+
+/// All traffic counts; 200 packets/s per source, burst 50; no bans.
+const LIMITED: &str = r#"
+[capacity]
+sources = 4096
+[limits]
+ports = []
+packets = "200/s"
+packets_burst = 50
+bytes = "off"
+syn = "off"
+quota = "off"
+ban = "0s"
+[prefix]
+packets = "off"
+syn = "off"
+quota = "off"
+"#;
+
+fn with_ban(ban: &str) -> String {
+    LIMITED.replace("ban = \"0s\"", &format!("ban = \"{ban}\""))
+}
+
+fn n(v: &Value, path: &[&str]) -> u64 {
+    let mut v = v;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_u64().unwrap_or(0)
+}
+
+/// Sends `count` datagrams from `src` (fast) and returns how many the edge got.
+fn burst_through(d: &DaemonLab, sink: &UdpSink, src: &str, count: u64) -> Result<u64> {
+    let before = sink.from(ip(src));
+    let ns = if src.starts_with("198.18.2.") {
+        &d.user
+    } else {
+        &d.crawler
+    };
+    let dst = if src.starts_with("198.18.2.") {
+        to_user_side()
+    } else {
+        to_crawler_side()
+    };
+    udp_send(ns, ip(src), dst, count, 64, Some(20_000))?;
+    sink.wait_quiet(Duration::from_millis(200), Duration::from_secs(5));
+    Ok(sink.from(ip(src)) - before)
+}
+
+#[test]
+fn every_cli_command_changes_real_traffic() -> Result<()> {
+    let mut d = DaemonLab::new("cli", BIN, LIMITED)?;
+    d.start()?;
+    let sink = UdpSink::bind(&d.edge, "0.0.0.0:9000".parse()?)?;
+
+    let status = d.json(&["status"])?;
+    assert_eq!(status["mode"], "enforce");
+    assert_eq!(status["interfaces"].as_array().map(Vec::len), Some(2));
+    assert!(n(&status, &["program_id"]) > 0);
+
+    // Over the limit: cut to the burst (the sender takes ~0.1 s: +20 refill).
+    let got = burst_through(&d, &sink, "198.18.1.2", 2000)?;
+    assert!((50..=90).contains(&got), "limited source got {got}");
+
+    // block add → nothing passes; block remove → traffic flows again.
+    d.ok(&["block", "add", "198.18.1.3"])?;
+    assert_eq!(burst_through(&d, &sink, "198.18.1.3", 30)?, 0);
+    let list = d.json(&["block", "list"])?;
+    assert_eq!(list[0]["cidr"], "198.18.1.3/32");
+    assert_eq!(list[0]["origin"], "runtime");
+    d.ok(&["block", "remove", "198.18.1.3"])?;
+    assert_eq!(burst_through(&d, &sink, "198.18.1.3", 30)?, 30);
+
+    // allow add → an over-limit source passes untouched.
+    d.ok(&["allow", "add", "198.18.1.0/24"])?;
+    assert_eq!(burst_through(&d, &sink, "198.18.1.2", 2000)?, 2000);
+    d.ok(&["allow", "remove", "198.18.1.0/24"])?;
+
+    // mode monitor → nothing dropped, would_drop grows.
+    let before = d.json(&["stats"])?;
+    d.ok(&["mode", "monitor"])?;
+    assert_eq!(burst_through(&d, &sink, "198.18.1.2", 2000)?, 2000);
+    let after = d.json(&["stats"])?;
+    assert_eq!(after["mode"], "monitor");
+    assert!(n(&after, &["would_drop", "packets"]) >= n(&before, &["would_drop", "packets"]) + 1800);
+    assert_eq!(
+        n(&after, &["dropped", "packets"]),
+        n(&before, &["dropped", "packets"])
+    );
+    d.ok(&["mode", "enforce"])?;
+
+    // top lists the heaviest source first, with its drops.
+    let top = d.json(&["top", "-n", "3"])?;
+    assert_eq!(top[0]["target"], "198.18.1.2");
+    assert!(n(&top[0], &["drops"]) > 1000);
+
+    // The user under the limit lost nothing through all of this.
+    assert_eq!(burst_through(&d, &sink, "198.18.2.2", 40)?, 40);
+    let stats = d.json(&["stats"])?;
+    assert!(n(&stats, &["by_reason", "rate_packets", "packets"]) > 1500);
+    assert_eq!(stats["by_reason"]["blocklist"]["verdict"], "drop");
+
+    // detach one interface: its traffic is no longer filtered.
+    let crawler_if = d.links[0].a_if.clone();
+    d.ok(&["detach", "--iface", &crawler_if])?;
+    assert_eq!(burst_through(&d, &sink, "198.18.1.2", 2000)?, 2000);
+    Ok(())
+}
+
+#[test]
+fn bans_list_and_clear() -> Result<()> {
+    let mut d = DaemonLab::new("bans", BIN, &with_ban("1h"))?;
+    d.start()?;
+    let sink = UdpSink::bind(&d.edge, "0.0.0.0:9000".parse()?)?;
+    let got = burst_through(&d, &sink, "198.18.1.2", 500)?;
+    assert!(got <= 60, "got {got}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(burst_through(&d, &sink, "198.18.1.2", 5)?, 0, "banned");
+    let bans = d.json(&["bans", "list"])?;
+    assert_eq!(bans[0]["target"], "198.18.1.2/32");
+    assert_eq!(bans[0]["reason"], "rate_packets");
+    assert_eq!(bans[0]["offenses"], 1);
+    let stats = d.json(&["stats"])?;
+    assert!(n(&stats, &["by_reason", "banned", "packets"]) >= 5);
+    d.ok(&["bans", "clear", "198.18.1.2"])?;
+    assert_eq!(
+        burst_through(&d, &sink, "198.18.1.2", 5)?,
+        5,
+        "traffic resumes"
+    );
+    assert!(d.daemon_log().contains("banned"), "the ban reached the log");
+    Ok(())
+}
+
+#[test]
+fn reload_applies_changes_without_resetting_and_refuses_bad_configs() -> Result<()> {
+    let mut d = DaemonLab::new("reload", BIN, LIMITED)?;
+    d.start()?;
+    let sink = UdpSink::bind(&d.edge, "0.0.0.0:9000".parse()?)?;
+    burst_through(&d, &sink, "198.18.1.2", 1000)?;
+    let before = d.json(&["stats"])?;
+
+    // Tighter limit, applied by `floodgate reload`.
+    d.write_config(&LIMITED.replace("packets_burst = 50", "packets_burst = 5"))?;
+    let msg = d.ok(&["reload"])?;
+    assert!(msg.contains("reloaded"), "{msg}");
+    std::thread::sleep(Duration::from_millis(300));
+    let got = burst_through(&d, &sink, "198.18.1.3", 1000)?;
+    assert!(got <= 30, "the new burst of 5 applies: got {got}");
+    let after = d.json(&["stats"])?;
+    assert!(
+        n(&after, &["passed", "packets"]) >= n(&before, &["passed", "packets"]),
+        "counters survive"
+    );
+    assert!(n(&after, &["dropped", "packets"]) > n(&before, &["dropped", "packets"]));
+
+    // An invalid config is refused with FILE:LINE:COL and changes nothing.
+    d.write_config("[limits]\npackets = \"lots\"\n")?;
+    let out = d.cli(&["reload"])?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fg.toml:2:11: limits.packets"), "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    let got = burst_through(&d, &sink, "198.18.1.2", 1000)?;
+    assert!(got <= 30, "the old policy still runs: got {got}");
+
+    // SIGHUP reloads too.
+    d.write_config(LIMITED)?;
+    let pid = d.pid.expect("running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid)?),
+        Signal::SIGHUP,
+    )?;
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(d.daemon_log().contains("reloaded"), "{}", d.daemon_log());
+    Ok(())
+}
+
+#[test]
+fn a_restart_keeps_bans_and_counters_and_filtering_never_stops() -> Result<()> {
+    let mut d = DaemonLab::new("restart", BIN, &with_ban("1h"))?;
+    d.start()?;
+    let sink = UdpSink::bind(&d.edge, "0.0.0.0:9000".parse()?)?;
+    // Ban .3; .2 floods under a 200/s limit (burst 50) across the restart.
+    burst_through(&d, &sink, "198.18.1.3", 500)?;
+    let before = d.json(&["stats"])?;
+    let crawler = d.crawler.clone();
+    let flood = std::thread::spawn(move || {
+        udp_send(
+            &crawler,
+            ip("198.18.1.2"),
+            to_crawler_side(),
+            3 * 150,
+            64,
+            Some(150),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    d.stop(Signal::SIGTERM)?;
+    // The daemon is gone; filtering is not.
+    assert_eq!(
+        burst_through(&d, &sink, "198.18.1.3", 20)?,
+        0,
+        "the ban holds with no daemon"
+    );
+    d.start()?;
+    let sent = flood
+        .join()
+        .map_err(|_| anyhow::anyhow!("flood panicked"))??;
+    sink.wait_quiet(Duration::from_millis(200), Duration::from_secs(5));
+    // The flood ran at 150/s, under the limit: all of it passes, every time.
+    assert_eq!(sink.from(ip("198.18.1.2")), sent);
+
+    let status = d.json(&["status"])?;
+    assert_eq!(status["adopted_pinned_state"], true);
+    let bans = d.json(&["bans", "list"])?;
+    assert_eq!(
+        bans[0]["target"], "198.18.1.3/32",
+        "bans survive the restart"
+    );
+    let after = d.json(&["stats"])?;
+    assert!(n(&after, &["dropped", "packets"]) >= n(&before, &["dropped", "packets"]) + 20);
+    assert!(
+        d.daemon_log()
+            .contains("replaced the program in the pinned XDP link"),
+        "{}",
+        d.daemon_log()
+    );
+
+    // A second flood far over the limit during a restart is limited throughout.
+    let crawler = d.crawler.clone();
+    let flood = std::thread::spawn(move || {
+        udp_send(
+            &crawler,
+            ip("198.18.1.2"),
+            to_crawler_side(),
+            3000,
+            64,
+            Some(1000),
+        )
+    });
+    let start = sink.from(ip("198.18.1.2"));
+    std::thread::sleep(Duration::from_millis(800));
+    d.stop(Signal::SIGINT)?;
+    d.start()?;
+    flood
+        .join()
+        .map_err(|_| anyhow::anyhow!("flood panicked"))??;
+    sink.wait_quiet(Duration::from_millis(200), Duration::from_secs(5));
+    let got = sink.from(ip("198.18.1.2")) - start;
+    // 3 s at 200/s plus the burst: no unlimited window.
+    assert!(got <= 50 + 3 * 200 + 60, "got {got} over ~3 s");
+
+    // detach removes the program and the pins; the daemon exits.
+    d.ok(&["detach"])?;
+    assert!(!d.pin_dir().join("maps").exists());
+    assert_eq!(
+        burst_through(&d, &sink, "198.18.1.3", 20)?,
+        20,
+        "unfiltered after detach"
+    );
+    Ok(())
+}
+
+#[test]
+fn cli_changes_survive_a_reboot() -> Result<()> {
+    let mut d = DaemonLab::new("state", BIN, LIMITED)?;
+    d.start()?;
+    d.ok(&["block", "add", "198.18.1.3"])?;
+    d.ok(&["mode", "monitor"])?;
+    d.ok(&["detach"])?;
+    // A reboot loses the pins; the state dir stays.
+    std::thread::sleep(Duration::from_millis(200));
+    d.start()?;
+    let sink = UdpSink::bind(&d.edge, "0.0.0.0:9000".parse()?)?;
+    assert_eq!(
+        burst_through(&d, &sink, "198.18.1.3", 20)?,
+        0,
+        "the runtime block is back"
+    );
+    assert_eq!(d.json(&["status"])?["mode"], "monitor");
+    Ok(())
+}
+
+#[test]
+fn the_socket_survives_garbage_and_strangers() -> Result<()> {
+    let mut d = DaemonLab::new("sock", BIN, LIMITED)?;
+    d.start()?;
+    let socket = d.socket();
+    let mode = std::fs::metadata(&socket)?;
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    // A malformed request gets an error answer.
+    let mut s = UnixStream::connect(&socket)?;
+    let body = b"{not json";
+    s.write_all(&(body.len() as u32).to_be_bytes())?;
+    s.write_all(body)?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut reply)?;
+    assert!(String::from_utf8_lossy(&reply).contains("malformed request"));
+    // An oversized frame is refused, and the daemon stays up.
+    let mut s = UnixStream::connect(&socket)?;
+    s.write_all(&(512u32 << 20).to_be_bytes())?;
+    s.write_all(&[0u8; 1024])?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(String::from_utf8_lossy(&buf).contains("bad request frame"));
+    d.ok(&["status"])?;
+
+    // A caller without access gets a clear error, not a hang.
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "--socket",
+        ])
+        .arg(&socket)
+        .arg("status")
+        .output()?;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
+
+    // No daemon: a clear error with exit code 3.
+    d.stop(Signal::SIGTERM)?;
+    let out = d.cli(&["status"])?;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no floodgate daemon listens"));
+    Ok(())
+}

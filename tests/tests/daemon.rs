@@ -147,7 +147,15 @@ fn bans_list_and_clear() -> Result<()> {
         5,
         "traffic resumes"
     );
-    assert!(d.daemon_log().contains("banned"), "the ban reached the log");
+    let log = d.daemon_log();
+    assert!(
+        log.contains("banned") && log.contains("198.18.1.2/32"),
+        "the ban event reached the log: {log}"
+    );
+    assert!(
+        log.contains("floodgate: banned a source"),
+        "the program's aya-log line reached the log: {log}"
+    );
     Ok(())
 }
 
@@ -351,5 +359,32 @@ fn the_socket_survives_garbage_and_strangers() -> Result<()> {
     let out = d.cli(&["status"])?;
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no floodgate daemon listens"));
+    Ok(())
+}
+
+#[test]
+fn config_check_and_default() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let run = |args: &[&str]| std::process::Command::new(BIN).args(args).output();
+    let default = run(&["config", "default"])?;
+    assert!(default.status.success());
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, &default.stdout)?;
+    let out = run(&["config", "check", good.to_str().unwrap_or_default()])?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "mode = \"enforce\"\n[prefix]\nipv4 = 40\n")?;
+    let out = run(&["config", "check", bad.to_str().unwrap_or_default()])?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:3:8: prefix.ipv4: /40 is not a prefix length — use 1 to 32"),
+        "{err}"
+    );
     Ok(())
 }

@@ -18,17 +18,19 @@ pub fn run(extra: &[String]) -> Result<()> {
         "warnings",
     ]))?;
     // Integration tests share the machine's two CPUs and measure rates: two at a time.
-    let result = util::run(
+    let result = util::run_counting_tests(
         util::cargo()
             .args(["test", "--workspace", "--all-targets", "--"])
             .args(["--test-threads=2"])
             .args(extra),
     );
     let leaks = leftovers();
-    result?;
+    let (passed, failed) = result?;
     if !leaks.is_empty() {
         bail!("the tests left things behind: {}", leaks.join("; "));
     }
+    // The sum of every `test result:` line above, so the total is in one place.
+    println!("cargo xtask test: {passed} passed, {failed} failed");
     Ok(())
 }
 

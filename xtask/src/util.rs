@@ -29,6 +29,43 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cargo test`, echoing its output and adding up its `test result:`
+/// lines; errors if it fails.
+pub fn run_counting_tests(cmd: &mut Command) -> Result<(u64, u64)> {
+    use std::io::{BufRead as _, BufReader};
+    let line = describe(cmd);
+    println!("$ {line}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{line}`"))?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    for l in BufReader::new(stdout).lines() {
+        let l = l?;
+        println!("{l}");
+        if let Some(rest) = l.strip_prefix("test result: ") {
+            passed += count(rest, " passed");
+            failed += count(rest, " failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`{line}` failed ({status}): {failed} test(s) failed");
+    }
+    Ok((passed, failed))
+}
+
+/// The number before `what` in "ok. 3 passed; 0 failed; …".
+fn count(summary: &str, what: &str) -> u64 {
+    summary
+        .split(';')
+        .find(|part| part.ends_with(what))
+        .and_then(|part| part.trim_end_matches(what).rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Runs `cmd` quietly and returns its stdout, or None if it failed to run or exited non-zero.
 pub fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.stderr(Stdio::null()).output().ok()?;

@@ -1,0 +1,93 @@
+//! Pinned maps: adopted across loads when compatible, refused when not.
+
+use anyhow::{Context as _, Result};
+use aya::maps::Array;
+use floodgate::{
+    daemon::engine::remove_pins,
+    loader::{Capacity, Floodgate, LoadError},
+};
+use floodgate_common::{LAYOUT_VERSION, Meta, Policy, Reason, Verdict, maps};
+use floodgate_tests::{
+    dut::{XDP_DROP, per_sec, settings},
+    lab::BpfFs,
+    packets::{Frame, ip},
+};
+
+const CAP: Capacity = Capacity {
+    sources: 1024,
+    prefixes: 1024,
+    bans: 1024,
+    lists: 1024,
+};
+
+fn run(fg: &Floodgate, frame: &[u8]) -> Result<u32> {
+    use aya::programs::TestRun as _;
+    let opts = aya::programs::TestRunOptions {
+        data_in: Some(frame),
+        ..Default::default()
+    };
+    Ok(fg.program()?.test_run(opts)?.return_value)
+}
+
+#[test]
+fn a_second_load_adopts_counters_and_sources() -> Result<()> {
+    let fs = BpfFs::new()?;
+    let dir = fs.path().join("fg");
+    let frame = Frame::udp(ip("198.18.5.5"), 80).build();
+    {
+        let mut fg = Floodgate::load(CAP, Some(&dir))?;
+        assert!(!fg.adopted());
+        fg.write_settings(&settings())?;
+        fg.write_policies(
+            &[Policy {
+                packets: per_sec(1, 3),
+                ..Policy::default()
+            }],
+            0,
+        )?;
+        for _ in 0..5 {
+            run(&fg, &frame)?;
+        }
+    }
+    let fg = Floodgate::load(CAP, Some(&dir))?;
+    assert!(fg.adopted());
+    // The bucket, the counters and the policy carried over.
+    assert_eq!(run(&fg, &frame)?, XDP_DROP);
+    let stats = floodgate::stats::Stats::from_counters(&fg.counters()?, false);
+    assert_eq!(stats.packets(Reason::RatePackets, Verdict::Drop), 3);
+    assert_eq!(fg.source(ip("198.18.5.5"))?.context("tracked")?.packets, 6);
+    drop(fg);
+    remove_pins(&dir)?;
+    Ok(())
+}
+
+#[test]
+fn pinned_maps_of_another_layout_are_refused_not_misread() -> Result<()> {
+    let fs = BpfFs::new()?;
+    let dir = fs.path().join("fg");
+    {
+        let mut fg = Floodgate::load(CAP, Some(&dir))?;
+        let mut meta: Array<_, Meta> = fg.typed_map(maps::META)?;
+        meta.set(
+            0,
+            Meta {
+                layout_version: LAYOUT_VERSION + 1,
+                ..Meta::default()
+            },
+            0,
+        )?;
+    }
+    let err = Floodgate::load(CAP, Some(&dir))
+        .err()
+        .context("a newer layout must be refused")?;
+    assert!(
+        matches!(err, LoadError::LayoutMismatch { found, .. } if found == LAYOUT_VERSION + 1),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("floodgate detach --pin-dir"),
+        "{err}"
+    );
+    remove_pins(&dir)?;
+    Ok(())
+}

@@ -25,6 +25,8 @@ pub struct DaemonLab {
     pub dir: tempfile::TempDir,
     pub bin: PathBuf,
     pub pid: Option<u32>,
+    /// Extra `floodgate run` arguments.
+    pub extra_args: Vec<String>,
     runs: u32,
 }
 
@@ -65,6 +67,7 @@ impl DaemonLab {
             dir,
             bin: PathBuf::from(bin),
             pid: None,
+            extra_args: Vec::new(),
             runs: 0,
         })
     }
@@ -115,6 +118,7 @@ impl DaemonLab {
             "--state-dir".to_owned(),
             state.display().to_string(),
         ]);
+        args.extend(self.extra_args.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let pid = self.lab.spawn_logged(&self.edge, &self.bin, &args, &log)?;
         self.pid = Some(pid);

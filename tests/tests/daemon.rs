@@ -388,3 +388,52 @@ fn config_check_and_default() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn metrics_are_served_in_prometheus_format() -> Result<()> {
+    let mut d = DaemonLab::new("metric", BIN, LIMITED)?;
+    d.extra_args = vec!["--metrics".into(), "127.0.0.1:9470".into()];
+    d.start()?;
+    let sink = UdpSink::bind(&d.edge, "0.0.0.0:9000".parse()?)?;
+    burst_through(&d, &sink, "198.18.1.2", 1000)?;
+    let stats = d.json(&["stats"])?;
+    let body = d.edge.enter(|| -> Result<String> {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9470")?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })??;
+    let (head, text) = body.split_once("\r\n\r\n").unwrap_or_default();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))?;
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    let dropped = value(
+        "floodgate_packets_total",
+        &[("verdict", "drop"), ("reason", "rate_packets")],
+    );
+    assert_eq!(
+        dropped,
+        Some(n(&stats, &["by_reason", "rate_packets", "packets"]) as f64),
+        "{text}"
+    );
+    assert_eq!(
+        value("floodgate_map_capacity", &[("map", "sources")]),
+        Some(4096.0)
+    );
+    assert!(value("floodgate_map_entries", &[("map", "sources")]).is_some_and(|v| v >= 1.0));
+    assert_eq!(value("floodgate_active_bans", &[]), Some(0.0));
+    assert!(value("floodgate_build_info", &[]).is_some());
+    Ok(())
+}

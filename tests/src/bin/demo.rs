@@ -67,6 +67,7 @@ fn demo() -> Result<()> {
         pin_dir: pins.path().join("floodgate"),
         state_dir: state.path().to_owned(),
         xdp_mode: AttachMode::Auto,
+        metrics: None,
     };
     let mut engine = edge.enter(move || Engine::start(&options))??;
     println!(

@@ -29,6 +29,9 @@ pub struct RunArgs {
     /// XDP attach mode: auto tries native and falls back to generic.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub xdp_mode: AttachMode,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9470).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -55,6 +58,7 @@ pub fn run(args: &RunArgs, socket: &Path) -> Result<(), Failure> {
         pin_dir: args.pin_dir.clone(),
         state_dir: args.state_dir.clone(),
         xdp_mode: args.xdp_mode,
+        metrics: args.metrics,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -7,6 +7,7 @@ pub mod bpffs;
 pub mod engine;
 pub mod events;
 pub mod links;
+pub mod metrics;
 pub mod runtime;
 
 use std::{path::PathBuf, time::Duration};
@@ -37,6 +38,8 @@ pub struct Options {
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub xdp_mode: AttachMode,
+    /// Serve Prometheus metrics on this address.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +106,19 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
 
     let listener = server::bind(&opts.socket).await?;
     let (calls_tx, mut calls) = mpsc::channel(64);
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let l = metrics::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Io {
+                    path: PathBuf::from(format!("metrics listener {addr}")),
+                    source,
+                })?;
+            info!(%addr, "serving Prometheus metrics on /metrics");
+            Some(tokio::spawn(metrics::serve(l, calls_tx.clone())))
+        }
+        None => None,
+    };
     let server = tokio::spawn(server::serve(listener, calls_tx));
     let sig = |kind| {
         signal(kind).map_err(|source| DaemonError::Io {
@@ -178,6 +194,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         }
     }
     server.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     let _ = std::fs::remove_file(&opts.socket);
     Ok(())
 }

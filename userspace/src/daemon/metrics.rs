@@ -1,0 +1,229 @@
+//! `--metrics ADDR`: Prometheus text exposition (prometheus-client) of the
+//! counters, map fill levels, bans and event losses, built at scrape time from
+//! the same requests the CLI sends.
+//!
+//! The listener answers `GET /metrics` (anything else: 404) with one response
+//! per connection; scrapers need nothing more.
+
+use std::{net::SocketAddr, time::Duration};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+    sync::{mpsc, oneshot},
+};
+use tracing::warn;
+
+use crate::{
+    control::{
+        proto::{Reply, Request, Response, Status},
+        server::Call,
+    },
+    stats::Stats,
+};
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Renders one scrape.
+pub fn render(
+    status: &Status,
+    stats: &Stats,
+    active_bans: usize,
+) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::with_prefix("floodgate");
+
+    let packets = Family::<Labels, Counter>::default();
+    let bytes = Family::<Labels, Counter>::default();
+    for (key, r) in &stats.by_reason {
+        let reason = key.split('/').next().unwrap_or(key);
+        let l = labels(&[("verdict", &r.verdict), ("reason", reason)]);
+        packets.get_or_create(&l).inc_by(r.packets);
+        bytes.get_or_create(&l).inc_by(r.bytes);
+    }
+    registry.register(
+        "packets",
+        "Packets seen by the XDP program, by verdict and reason",
+        packets,
+    );
+    registry.register(
+        "bytes",
+        "Bytes seen by the XDP program, by verdict and reason",
+        bytes,
+    );
+
+    let bans = Gauge::<i64>::default();
+    bans.set(i64::try_from(active_bans).unwrap_or(i64::MAX));
+    registry.register("active_bans", "Sources and prefixes banned right now", bans);
+
+    let entries = Family::<Labels, Gauge>::default();
+    let capacity = Family::<Labels, Gauge>::default();
+    for m in &status.maps {
+        let l = labels(&[("map", &m.name)]);
+        entries
+            .get_or_create(&l)
+            .set(i64::try_from(m.entries).unwrap_or(i64::MAX));
+        capacity
+            .get_or_create(&l)
+            .set(i64::try_from(m.capacity).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "map_entries",
+        "Entries in each map (sources and prefixes tracked, bans, lists)",
+        entries,
+    );
+    registry.register("map_capacity", "Capacity of each map", capacity);
+
+    let inserts = Counter::<u64>::default();
+    inserts.inc_by(status.source_inserts);
+    registry.register(
+        "source_inserts",
+        "Sources inserted into the source map (beyond its capacity, each insert evicts one)",
+        inserts,
+    );
+    let pressure = Gauge::<i64>::default();
+    pressure.set(i64::from(status.eviction_pressure));
+    registry.register(
+        "eviction_pressure",
+        "1 while first-seen sources draw on the new-source budget",
+        pressure,
+    );
+    let suppressed = Counter::<u64>::default();
+    suppressed.inc_by(status.events_suppressed);
+    registry.register(
+        "ban_events_suppressed",
+        "Ban events over the event rate limit, not logged",
+        suppressed,
+    );
+    let lost = Counter::<u64>::default();
+    lost.inc_by(status.events_lost);
+    registry.register(
+        "ban_events_lost",
+        "Ban events lost because the ring buffer was full",
+        lost,
+    );
+
+    let info = Family::<Labels, Gauge>::default();
+    let id = status.program_id.to_string();
+    info.get_or_create(&labels(&[
+        ("program_id", &id),
+        ("mode", status.mode.name()),
+    ]))
+    .set(1);
+    registry.register("program_info", "The loaded XDP program", info);
+    let ifaces = Family::<Labels, Gauge>::default();
+    for i in &status.interfaces {
+        ifaces
+            .get_or_create(&labels(&[("iface", &i.name), ("xdp_mode", i.mode.name())]))
+            .set(1);
+    }
+    registry.register(
+        "interface_info",
+        "Interfaces floodgate is attached to",
+        ifaces,
+    );
+    let build = Family::<Labels, Gauge>::default();
+    build
+        .get_or_create(&labels(&[("version", &status.version)]))
+        .set(1);
+    registry.register("build_info", "The floodgate build", build);
+    let uptime = Gauge::<i64>::default();
+    uptime.set(i64::try_from(status.uptime_secs).unwrap_or(i64::MAX));
+    registry.register("uptime_seconds", "Seconds since the daemon started", uptime);
+
+    let mut out = String::new();
+    encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+async fn ask(calls: &mpsc::Sender<Call>, request: Request) -> Option<Reply> {
+    let (tx, rx) = oneshot::channel();
+    calls.send((request, tx)).await.ok()?;
+    match rx.await.ok()? {
+        Response::Ok(reply) => Some(reply),
+        Response::Error(e) => {
+            warn!(error = e, "metrics scrape");
+            None
+        }
+    }
+}
+
+async fn scrape(calls: &mpsc::Sender<Call>) -> Option<String> {
+    let Some(Reply::Status(status)) = ask(calls, Request::Status).await else {
+        return None;
+    };
+    let Some(Reply::Stats(stats)) = ask(calls, Request::Stats).await else {
+        return None;
+    };
+    let Some(Reply::Bans { bans }) = ask(calls, Request::BansList).await else {
+        return None;
+    };
+    render(&status, &stats, bans.len()).ok()
+}
+
+async fn connection(mut stream: TcpStream, calls: mpsc::Sender<Call>) {
+    let mut head = [0u8; 2048];
+    let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head)).await
+    else {
+        return;
+    };
+    let request = String::from_utf8_lossy(&head[..n]);
+    let (status, kind, body) =
+        if request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?") {
+            match scrape(&calls).await {
+                Some(body) => (
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body,
+                ),
+                None => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "the daemon could not be read\n".to_owned(),
+                ),
+            }
+        } else {
+            (
+                "404 Not Found",
+                "text/plain",
+                "floodgate serves /metrics\n".to_owned(),
+            )
+        };
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Binds the metrics listener (errors reach the caller before the daemon starts serving).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves scrapes until the daemon exits.
+pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, calls.clone()));
+            }
+            Err(e) => {
+                warn!(error = %e, "metrics accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -23,19 +23,24 @@ use anyhow::{Context as _, Result, bail};
 const BUILD_ENV: &str = "FLOODGATE_BUILD_EBPF";
 const TARGET: &str = "bpfel-unknown-none";
 const PACKAGE: &str = "floodgate-ebpf";
-const BIN: &str = "floodgate";
+/// The program, and its benchmark companions (`cargo xtask bench`).
+const BINS: [(&str, &str); 2] = [
+    ("floodgate-xdp", "floodgate.bpf.o"),
+    ("floodgate-bench", "bench.bpf.o"),
+];
 
 fn main() -> Result<()> {
     println!("cargo:rerun-if-env-changed={BUILD_ENV}");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
-    let object = out_dir.join("floodgate.bpf.o");
     let asked = env::var(BUILD_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if !asked {
         println!(
             "cargo:warning=floodgate: {BUILD_ENV} is not set, embedding an empty eBPF stub; \
              use `cargo xtask build` for a binary that can filter"
         );
-        fs::write(&object, []).context("writing the eBPF stub")?;
+        for (_, object) in BINS {
+            fs::write(out_dir.join(object), []).context("writing the eBPF stub")?;
+        }
         return Ok(());
     }
 
@@ -44,10 +49,10 @@ fn main() -> Result<()> {
     for dir in ["ebpf/floodgate-ebpf", "ebpf/floodgate-common"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
-    build(workspace, &out_dir, &object)
+    build(workspace, &out_dir)
 }
 
-fn build(workspace: &Path, out_dir: &Path, object: &Path) -> Result<()> {
+fn build(workspace: &Path, out_dir: &Path) -> Result<()> {
     let target_dir = out_dir.join("ebpf-target");
     let mut rustflags = OsString::new();
     for (i, flag) in ["-Cdebuginfo=2", "-Clink-arg=--btf", "-Ctarget-cpu=v3"]
@@ -70,8 +75,7 @@ fn build(workspace: &Path, out_dir: &Path, object: &Path) -> Result<()> {
         "build",
         "--package",
         PACKAGE,
-        "--bin",
-        BIN,
+        "--bins",
     ])
     .args(["--release", "--target", TARGET, "-Z", "build-std=core"])
     .arg("--target-dir")
@@ -94,8 +98,11 @@ fn build(workspace: &Path, out_dir: &Path, object: &Path) -> Result<()> {
     if !status.success() {
         bail!("building the eBPF program failed ({status}); run `cargo xtask setup` and retry");
     }
-    let built = target_dir.join(TARGET).join("release").join(BIN);
-    fs::copy(&built, object)
-        .with_context(|| format!("copying {} to {}", built.display(), object.display()))?;
+    for (bin, object) in BINS {
+        let built = target_dir.join(TARGET).join("release").join(bin);
+        let object = out_dir.join(object);
+        fs::copy(&built, &object)
+            .with_context(|| format!("copying {} to {}", built.display(), object.display()))?;
+    }
     Ok(())
 }

@@ -43,6 +43,7 @@ pub fn settings() -> Settings {
         pressure_threshold: 0,
         new_source_budget: Rate::OFF,
         event_rate: per_sec(1000, 1000),
+        user_ban_horizon_ns: 0,
     }
 }
 

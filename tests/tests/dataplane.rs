@@ -457,7 +457,8 @@ fn bans_drop_until_expiry_and_escalate() -> Result<()> {
     dut.fg.insert_ban(
         &key,
         &floodgate_common::Ban {
-            until_ns: 0,
+            // Ended just now: the offence is still remembered.
+            until_ns: monotonic_ns() - 1,
             duration_ns: 4 * SECOND,
             ..ban
         },

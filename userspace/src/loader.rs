@@ -144,6 +144,12 @@ pub struct Floodgate {
     ebpf: Ebpf,
     /// Pinned state was found and adopted (counters, bans, sources survive).
     adopted: bool,
+    /// The settings last written, before the bits below are added.
+    pub(crate) settings: Option<floodgate_common::Settings>,
+    /// `SETTINGS_HAS_*` bits for the tries that have entries.
+    pub(crate) list_flags: u32,
+    /// Latest end of a ban inserted from userspace.
+    pub(crate) user_ban_horizon_ns: u64,
 }
 
 impl Floodgate {
@@ -176,7 +182,13 @@ impl Floodgate {
         let mut ebpf = loader.load(object::OBJECT)?;
         let program: &mut Xdp = program_mut(&mut ebpf)?;
         program.load().map_err(LoadError::Program)?;
-        let mut fg = Floodgate { ebpf, adopted };
+        let mut fg = Floodgate {
+            ebpf,
+            adopted,
+            settings: None,
+            list_flags: 0,
+            user_ban_horizon_ns: 0,
+        };
         if !adopted {
             fg.write_meta(capacity)?;
         }
@@ -250,6 +262,18 @@ impl Floodgate {
             .ok_or(LoadError::Program(ProgramError::NotLoaded))?
             .try_into()
             .map_err(LoadError::Program)
+    }
+
+    /// Detaches a link made by [`Floodgate::attach`].
+    pub fn detach(&mut self, id: XdpLinkId) -> Result<(), LoadError> {
+        program_mut(&mut self.ebpf)?
+            .detach(id)
+            .map_err(LoadError::Program)
+    }
+
+    /// The underlying aya handle, read-only.
+    pub fn ebpf_ref(&self) -> &Ebpf {
+        &self.ebpf
     }
 
     /// The underlying aya handle.

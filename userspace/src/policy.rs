@@ -99,6 +99,7 @@ pub fn compile(config: &Config) -> Compiled {
         event_rate: config.event_rate.map_or(Rate::OFF, |r| {
             Rate::new(r.count, ns(r.per), (r.per_second().ceil() as u64).max(1))
         }),
+        user_ban_horizon_ns: 0,
     };
     let mut policies = vec![policy(&config.limits, &config.prefix, false)];
     let mut rules = Vec::new();

@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, net::IpAddr};
 use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key as LpmKey};
 use floodgate_common::{
     AddrKey, Ban, BanKey, BlockEntry, COUNTER_SLOTS, Counter, GlobalState, Policy, PortKey,
-    Settings, TrackState, maps,
+    SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK, SETTINGS_HAS_RULES, Settings, TrackState, maps,
 };
 
 use crate::loader::{Floodgate, LoadError};
@@ -29,9 +29,38 @@ fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
 }
 
 impl Floodgate {
+    /// Writes the settings, adding the bits this handle maintains itself: which
+    /// tries have entries, and the horizon of bans inserted from userspace.
     pub fn write_settings(&mut self, settings: &Settings) -> Result<(), LoadError> {
+        self.settings = Some(*settings);
+        self.refresh_settings()
+    }
+
+    fn refresh_settings(&mut self) -> Result<(), LoadError> {
+        let Some(mut s) = self.settings else {
+            return Ok(());
+        };
+        s.flags = (s.flags & !(SETTINGS_HAS_BLOCK | SETTINGS_HAS_ALLOW | SETTINGS_HAS_RULES))
+            | self.list_flags;
+        s.user_ban_horizon_ns = s.user_ban_horizon_ns.max(self.user_ban_horizon_ns);
         let mut m: Array<_, Settings> = self.typed_map(maps::SETTINGS)?;
-        m.set(0, settings, 0).map_err(map_err(maps::SETTINGS))
+        m.set(0, s, 0).map_err(map_err(maps::SETTINGS))
+    }
+
+    /// Marks whether a trie has entries. Set after entries are added and
+    /// cleared before the last ones go, so a non-empty trie is never skipped.
+    fn set_list_flag(&mut self, flag: u32, present: bool) -> Result<(), LoadError> {
+        let before = self.list_flags;
+        if present {
+            self.list_flags |= flag;
+        } else {
+            self.list_flags &= !flag;
+        }
+        if before == self.list_flags {
+            Ok(())
+        } else {
+            self.refresh_settings()
+        }
     }
 
     pub fn settings(&self) -> Result<Settings, LoadError> {
@@ -95,16 +124,32 @@ impl Floodgate {
     }
 
     pub fn sync_rules(&mut self, rules: &[(Cidr, u32)]) -> Result<(), LoadError> {
-        self.sync_trie(maps::RULES, rules)
+        self.sync_flagged(maps::RULES, SETTINGS_HAS_RULES, rules)
     }
 
     pub fn sync_allow(&mut self, allow: &[Cidr]) -> Result<(), LoadError> {
         let wanted: Vec<_> = allow.iter().map(|c| (*c, 1u32)).collect();
-        self.sync_trie(maps::ALLOW, &wanted)
+        self.sync_flagged(maps::ALLOW, SETTINGS_HAS_ALLOW, &wanted)
     }
 
     pub fn sync_block(&mut self, block: &[(Cidr, BlockEntry)]) -> Result<(), LoadError> {
-        self.sync_trie(maps::BLOCK, block)
+        self.sync_flagged(maps::BLOCK, SETTINGS_HAS_BLOCK, block)
+    }
+
+    fn sync_flagged<V: aya::Pod + PartialEq>(
+        &mut self,
+        name: &'static str,
+        flag: u32,
+        wanted: &[(Cidr, V)],
+    ) -> Result<(), LoadError> {
+        if wanted.is_empty() {
+            self.set_list_flag(flag, false)?;
+        }
+        self.sync_trie(name, wanted)?;
+        if !wanted.is_empty() {
+            self.set_list_flag(flag, true)?;
+        }
+        Ok(())
     }
 
     pub fn sync_ports(&mut self, ports: &[PortKey]) -> Result<(), LoadError> {
@@ -208,6 +253,36 @@ impl Floodgate {
         })
     }
 
+    /// Kernel memory charged to each map (`memlock` in its fdinfo), in bytes.
+    pub fn map_memory(&self) -> Vec<(String, u64)> {
+        use aya::maps::Map;
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let mut out = Vec::new();
+        for (name, map) in self.ebpf_ref().maps() {
+            let data = match map {
+                Map::Array(d)
+                | Map::PerCpuArray(d)
+                | Map::HashMap(d)
+                | Map::LruHashMap(d)
+                | Map::LpmTrie(d)
+                | Map::RingBuf(d) => d,
+                _ => continue,
+            };
+            let fd = data.fd().as_fd().as_raw_fd();
+            let memlock = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+                .ok()
+                .and_then(|info| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix("memlock:"))
+                        .and_then(|v| v.trim().parse().ok())
+                })
+                .unwrap_or(0);
+            out.push((name.to_owned(), memlock));
+        }
+        out.sort();
+        out
+    }
+
     /// Every ban entry, active or remembered.
     pub fn bans(&self) -> Result<Vec<(BanKey, Ban)>, LoadError> {
         let m: HashMap<&MapData, BanKey, Ban> = self.typed_map_ref(maps::BANS)?;
@@ -228,6 +303,10 @@ impl Floodgate {
     }
 
     pub fn insert_ban(&mut self, key: &BanKey, ban: &Ban) -> Result<(), LoadError> {
+        if ban.until_ns > self.user_ban_horizon_ns {
+            self.user_ban_horizon_ns = ban.until_ns;
+            self.refresh_settings()?;
+        }
         let mut m: HashMap<_, BanKey, Ban> = self.typed_map(maps::BANS)?;
         m.insert(key, ban, 0).map_err(map_err(maps::BANS))
     }

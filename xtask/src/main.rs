@@ -1,5 +1,6 @@
 //! `cargo xtask`: setup, build, test and demo for floodgate, one module each.
 
+mod bench;
 mod build;
 mod demo;
 mod setup;
@@ -32,6 +33,12 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Benchmark floodgate against a bare XDP_DROP, xdp-filter, nftables and iptables.
+    Bench {
+        /// A shorter run (under a minute).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Run the lab demo: a crawler flood and a normal client through floodgate.
     Demo,
 }
@@ -44,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Task::Build { release } => build::run(release),
         Task::Test { args } => test::run(&args),
         Task::Demo => demo::run(),
+        Task::Bench { quick } => bench::run(quick),
     }
 }

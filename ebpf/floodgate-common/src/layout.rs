@@ -114,6 +114,12 @@ pub const SETTINGS_PORTS_SCOPED: u32 = 4;
 /// `Settings::flags`: the policy has been written; until then the program passes
 /// everything it sees (counted as `ok`) rather than enforcing zeroed limits.
 pub const SETTINGS_READY: u32 = 8;
+/// `Settings::flags`: the block trie has entries (an empty trie is not looked up).
+pub const SETTINGS_HAS_BLOCK: u32 = 16;
+/// `Settings::flags`: the allow trie has entries.
+pub const SETTINGS_HAS_ALLOW: u32 = 32;
+/// `Settings::flags`: the rule trie has entries.
+pub const SETTINGS_HAS_RULES: u32 = 64;
 
 /// Global settings, slot 0 of the `SETTINGS` array.
 #[repr(C)]
@@ -137,6 +143,10 @@ pub struct Settings {
     pub new_source_budget: Rate,
     /// Rate limit on ban events sent to userspace.
     pub event_rate: Rate,
+    /// Latest end of any ban userspace inserted itself; with
+    /// `GlobalState::ban_horizon_ns` it lets the program skip the ban lookups
+    /// while no ban can be active.
+    pub user_ban_horizon_ns: u64,
 }
 
 /// Per-source (and per-prefix) state in the `SOURCES` / `PREFIXES` LRU maps.
@@ -208,6 +218,10 @@ pub struct GlobalState {
     pub cas_exhausted: u64,
     /// Map updates that failed (for example a full map).
     pub map_update_errors: u64,
+    /// Latest end of any ban the program created (raised with compare-and-swap).
+    /// Before it, bans may be active; after it, none are (cleared bans only
+    /// make it conservative).
+    pub ban_horizon_ns: u64,
 }
 
 /// `Event::kind`: a source or prefix was banned.
@@ -284,7 +298,7 @@ mod tests {
         assert_eq!(size_of::<Rate>(), 16);
         assert_eq!(size_of::<Quota>(), 16);
         assert_eq!(size_of::<Policy>(), 7 * 16 + 8 + 8 + 8);
-        assert_eq!(size_of::<Settings>(), 16 + 24 + 32);
+        assert_eq!(size_of::<Settings>(), 16 + 24 + 32 + 8);
         assert_eq!(size_of::<TrackState>(), 80);
         assert_eq!(size_of::<Ban>(), 32);
         assert_eq!(size_of::<Event>(), 8 + 16 + 8 + 24);

@@ -1,0 +1,172 @@
+//! The filters compared on the receiving veth, installed one at a time.
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf,
+    programs::{
+        Xdp,
+        xdp::{XdpLinkId, XdpMode},
+    },
+};
+use floodgate::loader::{AttachMode, Floodgate};
+use floodgate_tests::lab::{Ns, sh};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    XdpDrop,
+    Floodgate,
+    XdpFilterTool,
+    NftMeter,
+    IptHashlimit,
+    Unfiltered,
+}
+
+impl Filter {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Filter::XdpDrop => "bare XDP_DROP",
+            Filter::Floodgate => "floodgate",
+            Filter::XdpFilterTool => "xdp-filter (block the source)",
+            Filter::NftMeter => "nftables meter (limit rate over)",
+            Filter::IptHashlimit => "iptables hashlimit",
+            Filter::Unfiltered => "no filter (socket sink)",
+        }
+    }
+
+    /// Whether the filter is expected to drop most of the flood.
+    pub const fn limits(self) -> bool {
+        !matches!(self, Filter::Unfiltered)
+    }
+}
+
+/// What is attached right now.
+pub enum Installed {
+    Xdp(XdpLinkId),
+    Floodgate(XdpLinkId),
+    Shell,
+    Nothing,
+}
+
+/// The receiving side. Must be used from a thread inside the receiver's
+/// namespace (XDP attach resolves the interface there).
+pub struct Receiver {
+    pub ns: Ns,
+    pub iface: String,
+    pub bpffs: std::path::PathBuf,
+    pub drop_prog: Ebpf,
+    pub fg: Floodgate,
+}
+
+fn xdp_drop(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    Ok(ebpf
+        .program_mut("xdp_drop")
+        .context("xdp_drop missing")?
+        .try_into()?)
+}
+
+impl Receiver {
+    pub fn install(&mut self, filter: Filter, rate: u64, src: &str) -> Result<Installed> {
+        let ns = self.ns.name.clone();
+        Ok(match filter {
+            Filter::XdpDrop => {
+                Installed::Xdp(xdp_drop(&mut self.drop_prog)?.attach(&self.iface, XdpMode::Driver)?)
+            }
+            Filter::Floodgate => {
+                let (_, id) = self.fg.attach(&self.iface, AttachMode::Native)?;
+                Installed::Floodgate(id)
+            }
+            Filter::XdpFilterTool => {
+                let script = format!(
+                    "mount --bind {} /sys/fs/bpf && xdp-filter load -m native -f ipv4 {} && xdp-filter ip {src} -m src",
+                    self.bpffs.display(),
+                    self.iface
+                );
+                sh("ip", &["netns", "exec", &ns, "sh", "-c", &script])?;
+                Installed::Shell
+            }
+            Filter::NftMeter => {
+                let rules = format!(
+                    "table ip rl {{\n set m4 {{ type ipv4_addr; size 65536; flags dynamic,timeout; timeout 60s; }}\n \
+                     chain pre {{ type filter hook prerouting priority raw; policy accept;\n  \
+                     add @m4 {{ ip saddr limit rate over {rate}/second burst {rate} packets }} counter drop\n }}\n}}\n"
+                );
+                let file = self.bpffs.with_extension("nft");
+                std::fs::write(&file, rules)?;
+                sh(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &ns,
+                        "nft",
+                        "-f",
+                        &file.display().to_string(),
+                    ],
+                )?;
+                Installed::Shell
+            }
+            Filter::IptHashlimit => {
+                let r = format!("{rate}/sec");
+                let b = rate.to_string();
+                sh(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &ns,
+                        "iptables-nft",
+                        "-t",
+                        "raw",
+                        "-A",
+                        "PREROUTING",
+                        "-m",
+                        "hashlimit",
+                        "--hashlimit-above",
+                        &r,
+                        "--hashlimit-burst",
+                        &b,
+                        "--hashlimit-mode",
+                        "srcip",
+                        "--hashlimit-name",
+                        "rl",
+                        "-j",
+                        "DROP",
+                    ],
+                )?;
+                Installed::Shell
+            }
+            Filter::Unfiltered => Installed::Nothing,
+        })
+    }
+
+    pub fn remove(&mut self, filter: Filter, installed: Installed) -> Result<()> {
+        let ns = self.ns.name.clone();
+        match installed {
+            Installed::Xdp(id) => xdp_drop(&mut self.drop_prog)?.detach(id)?,
+            Installed::Floodgate(id) => self.fg.detach(id)?,
+            Installed::Shell => match filter {
+                Filter::XdpFilterTool => {
+                    let script = format!(
+                        "mount --bind {} /sys/fs/bpf && xdp-filter unload {}",
+                        self.bpffs.display(),
+                        self.iface
+                    );
+                    sh("ip", &["netns", "exec", &ns, "sh", "-c", &script])?;
+                }
+                Filter::NftMeter => {
+                    sh("ip", &["netns", "exec", &ns, "nft", "flush", "ruleset"])?;
+                }
+                Filter::IptHashlimit => {
+                    sh(
+                        "ip",
+                        &["netns", "exec", &ns, "iptables-nft", "-t", "raw", "-F"],
+                    )?;
+                    sh("ip", &["netns", "exec", &ns, "nft", "flush", "ruleset"])?;
+                }
+                _ => {}
+            },
+            Installed::Nothing => {}
+        }
+        Ok(())
+    }
+}

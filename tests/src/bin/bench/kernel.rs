@@ -1,0 +1,146 @@
+//! In-kernel cost per packet of each floodgate path, next to a bare XDP_DROP
+//! and a parse-and-drop program (BPF_PROG_TEST_RUN with repeat).
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf,
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use floodgate::addr::{lpm_key, mapped};
+use floodgate_common::{Ban, BanKey, BlockEntry, Policy, Quota, Rate};
+use floodgate_tests::{
+    dut::{Dut, XDP_DROP, XDP_PASS, per_sec, settings},
+    packets::{Frame, arp, ip},
+};
+use serde_json::{Value, json};
+
+use crate::Plan;
+
+/// Median average ns/packet of `runs` test runs of `repeat` packets, and the
+/// verdict of the last packet.
+fn measure(prog: &Xdp, frame: &[u8], plan: &Plan) -> Result<(f64, u32)> {
+    let mut samples = Vec::new();
+    let mut verdict = 0;
+    for _ in 0..plan.runs {
+        let r = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat: plan.repeat,
+            ..TestRunOptions::default()
+        })?;
+        verdict = r.return_value;
+        samples.push(r.duration.as_nanos() as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok((samples[samples.len() / 2], verdict))
+}
+
+fn bench_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a Xdp> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .context("program missing")?
+        .try_into()?;
+    prog.load()?;
+    Ok(prog)
+}
+
+const SECOND: u64 = 1_000_000_000;
+
+pub fn run(plan: &Plan) -> Result<Value> {
+    let frame = Frame::udp(ip("198.18.7.7"), 80).build();
+    let mut bench =
+        Ebpf::load(floodgate::object::BENCH_OBJECT).context("loading the benchmark programs")?;
+    let (floor, _) = measure(bench_program(&mut bench, "xdp_drop")?, &frame, plan)?;
+    let (parse, _) = measure(bench_program(&mut bench, "parse_drop")?, &frame, plan)?;
+
+    let mut rows = vec![
+        json!({"path": "bare XDP_DROP", "ns": floor, "above_floor_ns": 0.0, "verdict": "drop"}),
+        json!({"path": "parse + drop", "ns": parse, "above_floor_ns": parse - floor, "verdict": "drop"}),
+    ];
+    let open = Policy {
+        packets: per_sec(1_000_000_000, 1_000_000_000),
+        bytes: Rate::new(1 << 40, SECOND, 1 << 40),
+        syn: per_sec(1_000_000_000, 1_000_000_000),
+        quota: Quota {
+            limit: u64::MAX / 2,
+            window_ns: 86_400 * SECOND,
+        },
+        prefix_packets: per_sec(1_000_000_000, 1_000_000_000),
+        prefix_syn: per_sec(1_000_000_000, 1_000_000_000),
+        prefix_quota: Quota {
+            limit: u64::MAX / 2,
+            window_ns: 86_400 * SECOND,
+        },
+        ..Policy::default()
+    };
+    let limited = Policy {
+        packets: per_sec(1, 1),
+        ..open
+    };
+    type Setup = fn(&mut Dut, &Policy, &Policy) -> Result<Vec<u8>>;
+    let paths: [(&str, u32, Setup); 6] = [
+        ("allow-listed pass", XDP_PASS, |d, open, _| {
+            d.configure(&settings(), &[*open])?;
+            d.fg.sync_allow(&[lpm_key(&ip("198.18.7.7").into())])?;
+            Ok(Frame::udp(ip("198.18.7.7"), 80).build())
+        }),
+        (
+            "under-limit pass (all limits on)",
+            XDP_PASS,
+            |d, open, _| {
+                d.configure(&settings(), &[*open])?;
+                Ok(Frame::udp(ip("198.18.7.7"), 80).build())
+            },
+        ),
+        ("rate-limited drop", XDP_DROP, |d, _, limited| {
+            d.configure(&settings(), &[*limited])?;
+            Ok(Frame::udp(ip("198.18.7.7"), 80).build())
+        }),
+        ("banned drop", XDP_DROP, |d, open, _| {
+            d.configure(&settings(), &[*open])?;
+            let key = BanKey {
+                addr: mapped(ip("198.18.7.7")),
+                prefix_len: 128,
+                _pad: 0,
+            };
+            d.fg.insert_ban(
+                &key,
+                &Ban {
+                    until_ns: u64::MAX,
+                    duration_ns: 3600 * SECOND,
+                    banned_at_ns: 0,
+                    offenses: 1,
+                    reason: 6,
+                },
+            )?;
+            Ok(Frame::udp(ip("198.18.7.7"), 80).build())
+        }),
+        ("block-list drop", XDP_DROP, |d, open, _| {
+            d.configure(&settings(), &[*open])?;
+            d.fg.sync_block(&[(
+                lpm_key(&ip("198.18.7.7").into()),
+                BlockEntry { expires_ns: 0 },
+            )])?;
+            Ok(Frame::udp(ip("198.18.7.7"), 80).build())
+        }),
+        ("non-IP pass", XDP_PASS, |d, open, _| {
+            d.configure(&settings(), &[*open])?;
+            Ok(arp())
+        }),
+    ];
+    for (name, expected, setup) in paths {
+        let mut dut = Dut::load()?;
+        let frame = setup(&mut dut, &open, &limited)?;
+        let (ns, verdict) = measure(dut.fg.program()?, &frame, plan)?;
+        anyhow::ensure!(
+            verdict == expected,
+            "{name}: verdict {verdict}, expected {expected}"
+        );
+        rows.push(json!({
+            "path": name,
+            "ns": ns,
+            "above_floor_ns": ns - floor,
+            "verdict": if expected == XDP_DROP { "drop" } else { "pass" },
+        }));
+    }
+    Ok(Value::Array(rows))
+}

@@ -1,0 +1,324 @@
+//! Live drop rate through a veth pair: a live-frames generator in one namespace,
+//! each filter in turn on the receiving end, rounds interleaved and rotated.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    EbpfLoader,
+    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp},
+};
+use floodgate::loader::{Capacity, Floodgate};
+use floodgate_common::{Policy, Rate, Reason, Verdict, maps};
+use floodgate_tests::{
+    dut::{per_sec, settings},
+    lab::{BpfFs, Lab, Ns, traffic::UdpSink},
+    packets::{Frame, ip},
+};
+use nix::{
+    sched::{CpuSet, sched_setaffinity},
+    unistd::Pid,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    Plan,
+    filters::{Filter, Receiver},
+};
+
+/// The per-source limit every limiter gets.
+pub const LIMIT_PPS: u64 = 100;
+/// Spoofed sources start here (RFC 6598 space, only ever inside the lab).
+const MANY_BASE: u32 = 0x6440_0000;
+const GEN_MAC_IF: &str = "02:00:00:00:00:01";
+const DUT_MAC_IF: &str = "02:00:00:00:00:02";
+
+pub struct Live {
+    pub rows: Value,
+    pub over_capacity: Value,
+    pub map_memory: Value,
+    pub top_ms: Value,
+}
+
+fn frame() -> Vec<u8> {
+    let mut f = Frame::udp(ip("198.18.0.1"), 9).with_payload(18);
+    f.dst = ip("198.18.0.2");
+    f.build()
+}
+
+/// Floods `frame` out of `iface` in `gen` for `secs`, rotating over `nsrc`
+/// sources; returns (frames sent, seconds).
+fn generate(sender: &Ns, iface: &str, nsrc: u32, secs: f64) -> Result<(u64, f64)> {
+    let iface = iface.to_owned();
+    sender.enter(move || -> Result<(u64, f64)> {
+        let mut set = CpuSet::new();
+        set.set(0)?;
+        sched_setaffinity(Pid::from_raw(0), &set)?;
+        let name = std::ffi::CString::new(iface.clone())?;
+        // SAFETY: a valid NUL-terminated interface name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        anyhow::ensure!(
+            ifindex != 0,
+            "no interface {iface} in the generator namespace"
+        );
+        let base = if nsrc > 1 {
+            MANY_BASE
+        } else {
+            u32::from_be_bytes([198, 18, 0, 1])
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("GEN_IFINDEX", &ifindex, true)
+            .override_global("GEN_NSRC", &nsrc, true)
+            .override_global("GEN_SRC_BASE", &base, true)
+            .load(floodgate::object::BENCH_OBJECT)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut("xdp_gen")
+            .context("xdp_gen missing")?
+            .try_into()?;
+        prog.load()?;
+        let data = frame();
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&u32::try_from(data.len())?.to_ne_bytes());
+        let repeat = 1 << 16;
+        let (start, mut sent) = (Instant::now(), 0u64);
+        while start.elapsed().as_secs_f64() < secs {
+            prog.test_run(TestRunOptions {
+                data_in: Some(&data),
+                ctx_in: Some(&ctx),
+                repeat,
+                attrs: TestRunAttrs::new().xdp_live_frames(64),
+                ..TestRunOptions::default()
+            })?;
+            sent += u64::from(repeat);
+        }
+        Ok((sent, start.elapsed().as_secs_f64()))
+    })?
+}
+
+fn rx_packets(ns: &Ns, iface: &str) -> Result<u64> {
+    let out = ns.run("ip", &["-s", "-j", "link", "show", iface])?;
+    let v: Value = serde_json::from_str(&out)?;
+    v[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .context("no rx counter")
+}
+
+/// One measurement of one filter.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    rate: f64,
+    sent: u64,
+    received: u64,
+    delivered: u64,
+}
+
+fn limited_policy() -> Policy {
+    Policy {
+        packets: per_sec(LIMIT_PPS, LIMIT_PPS),
+        ..Policy::default()
+    }
+}
+
+fn load_floodgate(sources: u32, budget: Option<u64>) -> Result<Floodgate> {
+    let mut fg = Floodgate::load(
+        Capacity {
+            sources,
+            prefixes: sources,
+            bans: 1024,
+            lists: 1024,
+        },
+        None,
+    )?;
+    let mut s = settings();
+    if let Some(b) = budget {
+        s.pressure_threshold = u64::from(sources) * 9 / 10;
+        s.new_source_budget = Rate::new(b, 1_000_000_000, b);
+    }
+    fg.write_settings(&s)?;
+    fg.write_policies(&[limited_policy()], 0)?;
+    Ok(fg)
+}
+
+pub fn run(plan: &Plan) -> Result<Live> {
+    let mut lab = Lab::new("bench")?;
+    let sender = lab.add_ns("gen")?;
+    let dut = lab.add_ns("dut")?;
+    let link = lab.link(&sender, &["198.18.0.1/24"], &dut, &["198.18.0.2/24"])?;
+    sender.run("ip", &["link", "set", &link.a_if, "address", GEN_MAC_IF])?;
+    dut.run("ip", &["link", "set", &link.b_if, "address", DUT_MAC_IF])?;
+    let bpffs = BpfFs::new()?;
+    let sink = UdpSink::bind(&dut, "198.18.0.2:9".parse()?)?;
+    let plan = *plan;
+    let (gen_if, dut_if) = (link.a_if.clone(), link.b_if.clone());
+    let (dut2, bpffs_path) = (dut.clone(), bpffs.path().to_owned());
+    let sink = std::sync::Arc::new(sink);
+    let sink2 = sink.clone();
+    let out = dut.enter(move || -> Result<Live> {
+        let mut drop_prog = aya::Ebpf::load(floodgate::object::BENCH_OBJECT)?;
+        let p: &mut Xdp = drop_prog
+            .program_mut("xdp_drop")
+            .context("xdp_drop")?
+            .try_into()?;
+        p.load()?;
+        let mut rx = Receiver {
+            ns: dut2.clone(),
+            iface: dut_if.clone(),
+            bpffs: bpffs_path,
+            drop_prog,
+            fg: load_floodgate(1 << 20, None)?,
+        };
+        let mut rows = Vec::new();
+        let mut top_ms = json!(null);
+        for (nsrc, rounds) in [
+            (1u32, plan.rounds_one),
+            (10_000, plan.rounds_many),
+            (1_000_000, plan.rounds_many),
+        ] {
+            let filters: Vec<Filter> = if nsrc == 1 {
+                vec![
+                    Filter::XdpDrop,
+                    Filter::Floodgate,
+                    Filter::XdpFilterTool,
+                    Filter::NftMeter,
+                    Filter::IptHashlimit,
+                    Filter::Unfiltered,
+                ]
+            } else {
+                vec![
+                    Filter::XdpDrop,
+                    Filter::Floodgate,
+                    Filter::NftMeter,
+                    Filter::IptHashlimit,
+                    Filter::Unfiltered,
+                ]
+            };
+            let mut samples: BTreeMap<&str, Vec<(usize, Sample)>> = BTreeMap::new();
+            for round in 0..rounds {
+                for k in 0..filters.len() {
+                    let filter = filters[(k + round) % filters.len()];
+                    eprintln!(
+                        "bench: {nsrc} source(s), round {}, {}",
+                        round + 1,
+                        filter.name()
+                    );
+                    let installed = rx.install(filter, LIMIT_PPS, "198.18.0.1")?;
+                    let (before, sink_before) = (rx_packets(&dut2, &dut_if)?, sink2.total());
+                    let (sent, secs) = generate(&sender, &gen_if, nsrc, plan.secs)?;
+                    std::thread::sleep(Duration::from_millis(100));
+                    let (after, sink_after) = (rx_packets(&dut2, &dut_if)?, sink2.total());
+                    rx.remove(filter, installed)?;
+                    let received = after - before;
+                    samples.entry(filter.name()).or_default().push((
+                        round,
+                        Sample {
+                            rate: received as f64 / secs,
+                            sent,
+                            received,
+                            delivered: sink_after - sink_before,
+                        },
+                    ));
+                }
+            }
+            if nsrc == 1_000_000 {
+                let start = Instant::now();
+                let mut tracked = rx.fg.tracked(maps::SOURCES)?;
+                tracked.sort_by_key(|(_, s)| std::cmp::Reverse(s.packets));
+                top_ms =
+                    json!({"sources": tracked.len(), "ms": start.elapsed().as_secs_f64() * 1e3});
+            }
+            let floor: BTreeMap<usize, f64> = samples[Filter::XdpDrop.name()]
+                .iter()
+                .map(|(r, s)| (*r, s.rate))
+                .collect();
+            for filter in &filters {
+                let list = &samples[filter.name()];
+                let mut ratios: Vec<f64> = list.iter().map(|(r, s)| s.rate / floor[r]).collect();
+                let mut above: Vec<f64> = list
+                    .iter()
+                    .map(|(r, s)| 1e9 / s.rate - 1e9 / floor[r])
+                    .collect();
+                ratios.sort_by(f64::total_cmp);
+                above.sort_by(f64::total_cmp);
+                let (sent, received, delivered) = list.iter().fold((0, 0, 0), |a, (_, s)| {
+                    (a.0 + s.sent, a.1 + s.received, a.2 + s.delivered)
+                });
+                let mut flags = Vec::new();
+                if (received as f64) < 0.99 * sent as f64 {
+                    flags.push(format!(
+                        "only {:.1}% of sent frames received",
+                        100.0 * received as f64 / sent as f64
+                    ));
+                }
+                if filter.limits()
+                    && *filter != Filter::XdpDrop
+                    && delivered as f64 > 0.5 * received as f64
+                {
+                    flags.push(format!(
+                        "did not drop: {:.0}% delivered",
+                        100.0 * delivered as f64 / received as f64
+                    ));
+                }
+                rows.push(json!({
+                    "sources": nsrc,
+                    "filter": filter.name(),
+                    "ratio_to_xdp_drop": ratios[ratios.len() / 2],
+                    "ratio_min": ratios[0],
+                    "ratio_max": ratios[ratios.len() - 1],
+                    "ns_above_xdp_drop": above[above.len() / 2],
+                    "sent": sent,
+                    "received": received,
+                    "delivered_to_socket": delivered,
+                    "flags": flags,
+                }));
+            }
+        }
+        let map_memory: BTreeMap<String, u64> = rx.fg.map_memory().into_iter().collect();
+
+        // A spoofed flood with far more sources than the source map holds.
+        let capacity = 65_536u32;
+        let budget = 1_000u64;
+        let mut fg = load_floodgate(capacity, Some(budget))?;
+        let (_, id) = fg.attach(&dut_if, floodgate::loader::AttachMode::Native)?;
+        let (sent, secs) = generate(&sender, &gen_if, 1_000_000, plan.secs.max(1.0))?;
+        fg.detach(id)?;
+        let stats = floodgate::stats::Stats::from_counters(&fg.counters()?, false);
+        let passed = stats.passed.packets;
+        let seen = passed + stats.dropped.packets;
+        // Sources admitted once the map was under pressure must stay within the
+        // budget (its burst plus its rate over the run); packets of admitted
+        // sources then pass within their own per-source limit.
+        let threshold = u64::from(capacity) * 9 / 10;
+        let inserts = fg.global_state()?.source_inserts;
+        let admitted_under_pressure = inserts.saturating_sub(threshold);
+        let bound = budget + (budget as f64 * secs).ceil() as u64;
+        let over_capacity = json!({
+            "distinct_sources": 1_000_000,
+            "source_capacity": capacity,
+            "new_source_budget_pps": budget,
+            "seconds": secs,
+            "sent": sent,
+            "seen": seen,
+            "passed": passed,
+            "passed_share": passed as f64 / seen.max(1) as f64,
+            "dropped_new_source_budget": stats.packets(Reason::NewSourceBudget, Verdict::Drop),
+            "sources_admitted": inserts,
+            "admitted_under_pressure": admitted_under_pressure,
+            "budget_bound": bound,
+            "within_bound": admitted_under_pressure <= bound,
+        });
+        Ok(Live {
+            rows: Value::Array(rows),
+            over_capacity,
+            map_memory: json!(map_memory),
+            top_ms,
+        })
+    })??;
+    drop(sink);
+    drop(bpffs);
+    drop(lab);
+    Ok(out)
+}

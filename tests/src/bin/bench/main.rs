@@ -1,0 +1,78 @@
+//! `cargo xtask bench [--quick]`: floodgate side by side with a bare XDP_DROP
+//! and the tools operators would pick instead. Method (see
+//! ../shared/reference/perf-lab): a live-frames generator floods a veth pair;
+//! generator and receiver share one CPU, so each filter's rate is compared with
+//! a bare XDP_DROP measured in the same round (ratios, never absolute rates:
+//! this machine's speed drifts). Prints a markdown table and writes
+//! `target/bench/latest.json`.
+
+mod filters;
+mod kernel;
+mod live;
+mod report;
+
+use anyhow::Result;
+use serde_json::json;
+
+/// How long and how often to measure.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub repeat: u32,
+    pub runs: usize,
+    pub secs: f64,
+    pub rounds_one: usize,
+    pub rounds_many: usize,
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let plan = if quick {
+        Plan {
+            repeat: 1_000_000,
+            runs: 3,
+            secs: 0.5,
+            rounds_one: 3,
+            rounds_many: 1,
+        }
+    } else {
+        Plan {
+            repeat: 2_000_000,
+            runs: 3,
+            secs: 1.0,
+            rounds_one: 5,
+            rounds_many: 3,
+        }
+    };
+    floodgate_tests::lab::require_root()?;
+    let started = std::time::Instant::now();
+    eprintln!(
+        "bench: in-kernel cost per packet (test_run, repeat {}, {} runs)",
+        plan.repeat, plan.runs
+    );
+    let kernel = kernel::run(&plan)?;
+    eprintln!("bench: live drop rate on veth");
+    let live = live::run(&plan)?;
+    let report = json!({
+        "date": report::date(),
+        "quick": quick,
+        "machine": report::machine(),
+        "config": {
+            "test_run_repeat": plan.repeat,
+            "test_run_runs": plan.runs,
+            "live_seconds_per_run": plan.secs,
+            "rounds_one_source": plan.rounds_one,
+            "rounds_many_sources": plan.rounds_many,
+            "limit_pps_per_source": live::LIMIT_PPS,
+            "frame_bytes": 60,
+        },
+        "kernel": kernel,
+        "live": live.rows,
+        "over_capacity": live.over_capacity,
+        "maps_memory_bytes": live.map_memory,
+        "top_wall_ms": live.top_ms,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    report::print(&report);
+    report::save(&report)?;
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The markdown table on stdout and `target/bench/latest.json`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+pub fn date() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+pub fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    json!({
+        "cpu": model,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "kernel": kernel.trim(),
+    })
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+pub fn print(r: &Value) {
+    let m = &r["machine"];
+    println!(
+        "## floodgate benchmark — {}\n",
+        r["date"].as_str().unwrap_or("")
+    );
+    println!(
+        "{} ({} cores), kernel {}{}\n",
+        m["cpu"].as_str().unwrap_or("?"),
+        m["cores"],
+        m["kernel"].as_str().unwrap_or("?"),
+        if r["quick"].as_bool() == Some(true) {
+            " — quick run"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "### In-kernel cost per packet (BPF_PROG_TEST_RUN, median of {} runs × {} packets)\n",
+        r["config"]["test_run_runs"], r["config"]["test_run_repeat"]
+    );
+    println!("| path | ns/packet | above bare XDP_DROP |\n|---|---:|---:|");
+    for row in r["kernel"].as_array().into_iter().flatten() {
+        println!(
+            "| {} | {:.1} | {:+.1} |",
+            row["path"].as_str().unwrap_or(""),
+            f(&row["ns"]),
+            f(&row["above_floor_ns"])
+        );
+    }
+    println!(
+        "\n### Live drop rate on veth (ratio to a bare XDP_DROP in the same round; limit {} pps per source)\n",
+        r["config"]["limit_pps_per_source"]
+    );
+    println!(
+        "| sources | filter | ratio (median) | [min–max] | ns/packet above XDP_DROP | flags |\n|---:|---|---:|---|---:|---|"
+    );
+    for row in r["live"].as_array().into_iter().flatten() {
+        let flags: Vec<&str> = row["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        println!(
+            "| {} | {} | {:.2} | {:.2}–{:.2} | {:.0} | {} |",
+            row["sources"],
+            row["filter"].as_str().unwrap_or(""),
+            f(&row["ratio_to_xdp_drop"]),
+            f(&row["ratio_min"]),
+            f(&row["ratio_max"]),
+            f(&row["ns_above_xdp_drop"]),
+            flags.join("; ")
+        );
+    }
+    let o = &r["over_capacity"];
+    println!(
+        "\n### Spoofed flood beyond capacity\n\n{} distinct sources into a {}-entry source map with a {} pps \
+         new-source budget for {:.1} s: {} of {} packets passed ({:.1}%: repeats of admitted sources, within their \
+         own limit); {} sources admitted once the map was under pressure, budget bound {} — {}.",
+        o["distinct_sources"],
+        o["source_capacity"],
+        o["new_source_budget_pps"],
+        f(&o["seconds"]),
+        o["passed"],
+        o["seen"],
+        100.0 * f(&o["passed_share"]),
+        o["admitted_under_pressure"],
+        o["budget_bound"],
+        if o["within_bound"].as_bool() == Some(true) {
+            "floodgate does not fail open"
+        } else {
+            "OVER THE BUDGET"
+        }
+    );
+    println!("\n### Control plane\n");
+    println!(
+        "- `top` over {} tracked sources: {:.0} ms",
+        r["top_wall_ms"]["sources"],
+        f(&r["top_wall_ms"]["ms"])
+    );
+    if let Some(maps) = r["maps_memory_bytes"].as_object() {
+        let total: u64 = maps.values().filter_map(Value::as_u64).sum();
+        println!(
+            "- kernel memory of the maps at 1,048,576 sources: {:.1} MiB ({})",
+            total as f64 / 1_048_576.0,
+            maps.iter()
+                .map(|(k, v)| format!(
+                    "{k} {:.1} MiB",
+                    v.as_u64().unwrap_or(0) as f64 / 1_048_576.0
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!("\nwhole run: {:.0} s", f(&r["seconds"]));
+}
+
+pub fn save(r: &Value) -> Result<()> {
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent()?.parent().map(|t| t.join("bench")))
+        .unwrap_or_else(|| PathBuf::from("target/bench"));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("latest.json");
+    std::fs::write(&path, serde_json::to_string_pretty(r)?)?;
+    eprintln!("bench: wrote {}", path.display());
+    Ok(())
+}

@@ -139,6 +139,55 @@ impl Receiver {
         })
     }
 
+    /// Packets the filter has dropped so far (its own counters), where it keeps any.
+    pub fn dropped(&self, filter: Filter) -> Result<Option<u64>> {
+        let ns = &self.ns.name;
+        Ok(match filter {
+            Filter::Floodgate => Some(
+                floodgate::stats::Stats::from_counters(&self.fg.counters()?, false)
+                    .dropped
+                    .packets,
+            ),
+            Filter::NftMeter => {
+                let out = sh("ip", &["netns", "exec", ns, "nft", "-j", "list", "ruleset"])?;
+                let v: serde_json::Value = serde_json::from_str(&out)?;
+                let packets = v["nftables"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|item| item["rule"]["expr"].as_array())
+                    .flatten()
+                    .filter_map(|e| e["counter"]["packets"].as_u64())
+                    .sum();
+                Some(packets)
+            }
+            Filter::IptHashlimit => {
+                let out = sh(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        ns,
+                        "iptables-nft",
+                        "-t",
+                        "raw",
+                        "-L",
+                        "PREROUTING",
+                        "-v",
+                        "-x",
+                        "-n",
+                    ],
+                )?;
+                // Header lines, then "pkts bytes target …" per rule.
+                out.lines()
+                    .skip(2)
+                    .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+                    .next()
+            }
+            _ => None,
+        })
+    }
+
     pub fn remove(&mut self, filter: Filter, installed: Installed) -> Result<()> {
         let ns = self.ns.name.clone();
         match installed {

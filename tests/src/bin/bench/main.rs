@@ -63,6 +63,7 @@ fn main() -> Result<()> {
             "rounds_one_source": plan.rounds_one,
             "rounds_many_sources": plan.rounds_many,
             "limit_pps_per_source": live::LIMIT_PPS,
+            "limit_pps_many_sources": live::LIMIT_PPS_MANY,
             "frame_bytes": 60,
         },
         "kernel": kernel,

@@ -63,8 +63,9 @@ pub fn print(r: &Value) {
         );
     }
     println!(
-        "\n### Live drop rate on veth (ratio to a bare XDP_DROP in the same round; limit {} pps per source)\n",
-        r["config"]["limit_pps_per_source"]
+        "\n### Live drop rate on veth (ratio to a bare XDP_DROP in the same round)\n\n\
+         Per-source limit for every limiter: {} pps with one source, {} pps with many.\n",
+        r["config"]["limit_pps_per_source"], r["config"]["limit_pps_many_sources"]
     );
     println!(
         "| sources | filter | ratio (median) | [min–max] | ns/packet above XDP_DROP | flags |\n|---:|---|---:|---|---:|---|"

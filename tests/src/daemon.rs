@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use nix::sys::signal::Signal;
 
-use crate::lab::{BpfFs, Lab, Link, Ns};
+use crate::lab::{BpfFs, EdgeNet, Lab, Link, Ns};
 
 /// edge ⟷ crawler (198.18.1.0/24, crawler also .3) and edge ⟷ user
 /// (198.18.2.0/24), the daemon filtering both edge ends.
@@ -34,35 +34,20 @@ impl DaemonLab {
     /// Builds the lab and writes `config` as the daemon's config file.
     pub fn new(tag: &str, bin: &str, config: &str) -> Result<DaemonLab> {
         let mut lab = Lab::new(tag)?;
-        let edge = lab.add_ns("edge")?;
-        let crawler = lab.add_ns("crawl")?;
-        let user = lab.add_ns("user")?;
-        let c = lab.link(&edge, &["198.18.1.1/24"], &crawler, &["198.18.1.2/24"])?;
-        crawler.add_addr(&c.b_if, "198.18.1.3/24")?;
-        let mac = crawler.mac(&c.b_if)?;
-        edge.run(
-            "ip",
-            &[
-                "neigh",
-                "replace",
-                "198.18.1.3",
-                "lladdr",
-                &mac,
-                "nud",
-                "permanent",
-                "dev",
-                &c.a_if,
-            ],
-        )?;
-        let u = lab.link(&edge, &["198.18.2.1/24"], &user, &["198.18.2.2/24"])?;
+        let net = EdgeNet::build(&mut lab)?;
         let dir = tempfile::tempdir()?;
+        // Traversable by others, so the socket's own mode decides who gets in.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )?;
         std::fs::write(dir.path().join("fg.toml"), config)?;
         Ok(DaemonLab {
             lab,
-            edge,
-            crawler,
-            user,
-            links: vec![c, u],
+            edge: net.edge,
+            crawler: net.crawler,
+            user: net.user,
+            links: vec![net.to_crawler, net.to_user],
             pins: BpfFs::new()?,
             dir,
             bin: PathBuf::from(bin),

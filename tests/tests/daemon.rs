@@ -437,3 +437,33 @@ fn metrics_are_served_in_prometheus_format() -> Result<()> {
     assert!(value("floodgate_build_info", &[]).is_some());
     Ok(())
 }
+
+#[test]
+fn a_socket_group_opens_the_socket_to_its_members() -> Result<()> {
+    let mut d = DaemonLab::new("group", BIN, LIMITED)?;
+    d.extra_args = vec!["--socket-group".into(), "nogroup".into()];
+    d.start()?;
+    let meta = std::fs::metadata(d.socket())?;
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o660
+    );
+    // nobody:nogroup may now talk to the daemon.
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "--socket",
+        ])
+        .arg(d.socket())
+        .args(["status", "--json"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

@@ -11,7 +11,7 @@ use floodgate::{
 use floodgate_common::{BlockEntry, Policy, Reason, Verdict};
 use floodgate_tests::{
     dut::{per_sec, settings},
-    lab::{Lab, Ns, traffic},
+    lab::{EdgeNet, Lab, Ns, traffic},
     packets::ip,
 };
 
@@ -28,27 +28,14 @@ struct Edge {
 
 fn edge_lab(tag: &str, policy: Policy) -> Result<Edge> {
     let mut lab = Lab::new(tag)?;
-    let edge = lab.add_ns("edge")?;
-    let crawler = lab.add_ns("crawl")?;
-    let user = lab.add_ns("user")?;
-    let c = lab.link(&edge, &["198.18.1.1/24"], &crawler, &["198.18.1.2/24"])?;
-    crawler.add_addr(&c.b_if, "198.18.1.3/24")?;
-    edge.run(
-        "ip",
-        &[
-            "neigh",
-            "replace",
-            "198.18.1.3",
-            "lladdr",
-            &crawler.mac(&c.b_if)?,
-            "nud",
-            "permanent",
-            "dev",
-            &c.a_if,
-        ],
-    )?;
-    let u = lab.link(&edge, &["198.18.2.1/24"], &user, &["198.18.2.2/24"])?;
-    let ifaces = [c.a_if.clone(), u.a_if.clone()];
+    let net = EdgeNet::build(&mut lab)?;
+    let ifaces = net.edge_ifaces();
+    let EdgeNet {
+        edge,
+        crawler,
+        user,
+        ..
+    } = net;
     let fg = edge.enter(move || -> Result<Floodgate> {
         let mut fg = Floodgate::load(
             Capacity {

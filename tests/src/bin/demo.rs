@@ -20,7 +20,7 @@ use floodgate::{
     daemon::{Options, engine::Engine},
     loader::AttachMode,
 };
-use floodgate_tests::lab::{BpfFs, Lab, Ns};
+use floodgate_tests::lab::{BpfFs, EdgeNet, Lab, Ns};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -48,11 +48,14 @@ fn main() -> Result<()> {
 
 fn demo() -> Result<()> {
     let mut lab = Lab::new("demo")?;
-    let edge = lab.add_ns("edge")?;
-    let crawler = lab.add_ns("crawler")?;
-    let user = lab.add_ns("user")?;
-    let c = lab.link(&edge, &["198.18.1.1/24"], &crawler, &["198.18.1.2/24"])?;
-    let u = lab.link(&edge, &["198.18.2.1/24"], &user, &["198.18.2.2/24"])?;
+    let net = EdgeNet::build(&mut lab)?;
+    let ifaces = net.edge_ifaces().to_vec();
+    let EdgeNet {
+        edge,
+        crawler,
+        user,
+        ..
+    } = net;
     println!(
         "lab {}: namespaces edge, crawler (198.18.1.2), user (198.18.2.2)",
         lab.name()
@@ -61,12 +64,13 @@ fn demo() -> Result<()> {
     let pins = BpfFs::new()?;
     let state = tempfile::tempdir()?;
     let options = Options {
-        ifaces: vec![c.a_if.clone(), u.a_if.clone()],
+        ifaces,
         config: None,
         socket: state.path().join("floodgate.sock"),
         pin_dir: pins.path().join("floodgate"),
         state_dir: state.path().to_owned(),
         xdp_mode: AttachMode::Auto,
+        socket_group: None,
         metrics: None,
     };
     let mut engine = edge.enter(move || Engine::start(&options))??;

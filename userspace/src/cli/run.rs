@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// XDP attach mode: auto tries native and falls back to generic.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub xdp_mode: AttachMode,
+    /// Let members of this group use the control socket (mode 0660); without
+    /// it only root can.
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9470).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
@@ -58,6 +62,7 @@ pub fn run(args: &RunArgs, socket: &Path) -> Result<(), Failure> {
         pin_dir: args.pin_dir.clone(),
         state_dir: args.state_dir.clone(),
         xdp_mode: args.xdp_mode,
+        socket_group: args.socket_group.clone(),
         metrics: args.metrics,
     };
     let rt = tokio::runtime::Builder::new_current_thread()

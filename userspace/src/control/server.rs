@@ -29,6 +29,8 @@ const IDLE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("no group {0:?} for the control socket; create it or fix --socket-group")]
+    NoGroup(String),
     #[error(
         "another floodgate daemon already listens on {0}; stop it first or use another --socket"
     )]
@@ -41,9 +43,9 @@ pub enum ServerError {
     },
 }
 
-/// Binds the socket (0600: root only), replacing a stale file from a daemon
-/// that died.
-pub async fn bind(path: &Path) -> Result<UnixListener, ServerError> {
+/// Binds the socket, replacing a stale file from a daemon that died. The socket
+/// is 0600 (root only), or 0660 owned by `group` when one is given.
+pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, ServerError> {
     let io_err = |source| ServerError::Io {
         path: path.to_owned(),
         source,
@@ -58,7 +60,19 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ServerError> {
         std::fs::remove_file(path).map_err(io_err)?;
     }
     let listener = UnixListener::bind(path).map_err(io_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    let mode = match group {
+        None => 0o600,
+        Some(name) => {
+            let gid = nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| ServerError::NoGroup(name.to_owned()))?
+                .gid;
+            nix::unistd::chown(path, None, Some(gid)).map_err(|e| io_err(e.into()))?;
+            0o660
+        }
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
     Ok(listener)
 }
 

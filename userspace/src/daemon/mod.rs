@@ -38,6 +38,8 @@ pub struct Options {
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub xdp_mode: AttachMode,
+    /// Group that may use the control socket (0660); root only without it.
+    pub socket_group: Option<String>,
     /// Serve Prometheus metrics on this address.
     pub metrics: Option<std::net::SocketAddr>,
 }
@@ -104,7 +106,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     })?;
     let mut events = watch(events, "event ring buffer")?;
 
-    let listener = server::bind(&opts.socket).await?;
+    let listener = server::bind(&opts.socket, opts.socket_group.as_deref()).await?;
     let (calls_tx, mut calls) = mpsc::channel(64);
     let metrics = match opts.metrics {
         Some(addr) => {

@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod demo;
+mod install;
 mod setup;
 mod test;
 mod util;
@@ -39,6 +40,27 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Install the release binary, systemd unit, default config, completions and man page.
+    Install {
+        /// Installation prefix for the binary, completions and man page.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: std::path::PathBuf,
+        /// Install below this directory instead of / (staging, packaging).
+        #[arg(long, default_value = "/")]
+        root: std::path::PathBuf,
+        /// Print what would be installed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Detach floodgate and remove what `install` put in place (the config stays).
+    Uninstall {
+        #[arg(long, default_value = "/usr/local")]
+        prefix: std::path::PathBuf,
+        #[arg(long, default_value = "/")]
+        root: std::path::PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Run the lab demo: a crawler flood and a normal client through floodgate.
     Demo,
 }
@@ -52,5 +74,15 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => test::run(&args),
         Task::Demo => demo::run(),
         Task::Bench { quick } => bench::run(quick),
+        Task::Install {
+            prefix,
+            root,
+            dry_run,
+        } => install::install(&prefix, &root, dry_run),
+        Task::Uninstall {
+            prefix,
+            root,
+            dry_run,
+        } => install::uninstall(&prefix, &root, dry_run),
     }
 }

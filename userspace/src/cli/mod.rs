@@ -77,6 +77,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the man page (roff), for packaging.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,6 +162,9 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Command::Detach(args) => detach::run(&cli, args),
+        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map_err(|e| Failure::new(1, e)),
         _ => client_command(&cli),
     };
     match result {
@@ -188,7 +194,8 @@ fn client_command(cli: &Cli) -> Result<(), Failure> {
             Command::Run(_)
             | Command::Config(_)
             | Command::Completions { .. }
-            | Command::Detach(_) => Ok(()),
+            | Command::Detach(_)
+            | Command::Man => Ok(()),
         }
     })
 }

@@ -70,6 +70,13 @@ pub enum DaemonError {
     Log(#[from] aya_log::Error),
 }
 
+/// Tells systemd about the daemon's state (a no-op outside systemd).
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!(error = %e, "sd_notify");
+    }
+}
+
 /// Registers a ring buffer with the runtime to wait for its records.
 fn watch<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>, DaemonError> {
     // SAFETY: `inner` owns its file descriptor (a map fd) for as long as the
@@ -139,6 +146,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         interfaces = ?opts.ifaces,
         "floodgate is filtering"
     );
+    // systemd (Type=notify): ready once attached with the policy applied; the
+    // watchdog is fed from the loop below, so a stuck loop gets restarted.
+    notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled();
 
     loop {
         tokio::select! {
@@ -151,10 +162,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                     break;
                 }
             }
-            _ = hup.recv() => match engine.reload() {
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "reload refused; the running policy is unchanged"),
-            },
+            _ = hup.recv() => {
+                notify(&[sd_notify::NotifyState::Reloading]);
+                if let Err(e) = engine.reload() {
+                    warn!(error = %e, "reload refused; the running policy is unchanged");
+                }
+                notify(&[sd_notify::NotifyState::Ready]);
+            }
             _ = term.recv() => {
                 info!("SIGTERM: exiting, filtering stays in place (use `floodgate detach` to remove it)");
                 break;
@@ -192,9 +206,15 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                     guard.clear_ready();
                 }
             }
-            _ = tick.tick() => engine.tick(),
+            _ = tick.tick() => {
+                engine.tick();
+                if watchdog.is_some() {
+                    notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+            }
         }
     }
+    notify(&[sd_notify::NotifyState::Stopping]);
     server.abort();
     if let Some(m) = metrics {
         m.abort();

@@ -213,7 +213,8 @@ fn non_first_fragments_are_counted_by_source_and_limited() -> Result<()> {
 #[test]
 fn block_list_drops_v4_and_v6_cidrs_until_expiry() -> Result<()> {
     let mut dut = Dut::load()?;
-    let past = monotonic_ns() - 1;
+    // Expiry is checked on the coarse clock (milliseconds behind): a second ago.
+    let past = monotonic_ns() - SECOND;
     dut.fg.sync_block(&[
         (cidr("198.18.50.0/24"), BlockEntry { expires_ns: 0 }),
         (cidr("fd00:f100:50::/48"), BlockEntry { expires_ns: 0 }),
@@ -457,8 +458,9 @@ fn bans_drop_until_expiry_and_escalate() -> Result<()> {
     dut.fg.insert_ban(
         &key,
         &floodgate_common::Ban {
-            // Ended just now: the offence is still remembered.
-            until_ns: monotonic_ns() - 1,
+            // Ended a moment ago (the coarse clock runs a few ms behind): the
+            // offence is still remembered.
+            until_ns: monotonic_ns() - SECOND / 10,
             duration_ns: 4 * SECOND,
             ..ban
         },

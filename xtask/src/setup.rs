@@ -30,6 +30,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("hping3", "crawler lab: the SYN flood"),
     ("curl", "crawler lab: normal users"),
     ("tmux", "terminal UI tests"),
+    (
+        "linux-perf",
+        "benchmark: where a path's time goes (perf cpu-clock samples)",
+    ),
 ];
 
 pub fn run() -> Result<()> {

@@ -135,10 +135,17 @@ pub fn run(plan: &Plan) -> Result<Value> {
             verdict == expected,
             "{name}: verdict {verdict}, expected {expected}"
         );
+        // Profile the paths with targets: where do their nanoseconds go?
+        let profile = if name == "rate-limited drop" || name == "banned drop" {
+            crate::profile::sample(dut.fg.program()?, &frame, 1.5)?
+        } else {
+            Value::Null
+        };
         rows.push(json!({
             "path": name,
             "ns": ns,
             "above_floor_ns": ns - floor,
+            "profile": profile,
             "verdict": if expected == XDP_DROP { "drop" } else { "pass" },
         }));
     }

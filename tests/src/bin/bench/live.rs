@@ -36,8 +36,8 @@ pub const LIMIT_PPS: u64 = 100;
 pub const LIMIT_PPS_MANY: u64 = 10;
 /// Spoofed sources start here (RFC 6598 space, only ever inside the lab).
 const MANY_BASE: u32 = 0x6440_0000;
-const GEN_MAC_IF: &str = "02:00:00:00:00:01";
-const DUT_MAC_IF: &str = "02:00:00:00:00:02";
+pub const GEN_MAC_IF: &str = "02:00:00:00:00:01";
+pub const DUT_MAC_IF: &str = "02:00:00:00:00:02";
 
 pub struct Live {
     pub rows: Value,
@@ -54,7 +54,7 @@ fn frame() -> Vec<u8> {
 
 /// Floods `frame` out of `iface` in `gen` for `secs`, rotating over `nsrc`
 /// sources; returns (frames sent, seconds).
-fn generate(sender: &Ns, iface: &str, nsrc: u32, secs: f64) -> Result<(u64, f64)> {
+pub fn generate(sender: &Ns, iface: &str, nsrc: u32, secs: f64) -> Result<(u64, f64)> {
     let iface = iface.to_owned();
     sender.enter(move || -> Result<(u64, f64)> {
         let mut set = CpuSet::new();

@@ -6,9 +6,11 @@
 //! this machine's speed drifts). Prints a markdown table and writes
 //! `target/bench/latest.json`.
 
+mod control;
 mod filters;
 mod kernel;
 mod live;
+mod profile;
 mod report;
 
 use anyhow::Result;
@@ -52,6 +54,8 @@ fn main() -> Result<()> {
     let kernel = kernel::run(&plan)?;
     eprintln!("bench: live drop rate on veth");
     let live = live::run(&plan)?;
+    eprintln!("bench: the daemon under a flood, reloading 100 000 CIDRs");
+    let control = control::run(plan.secs)?;
     let report = json!({
         "date": report::date(),
         "quick": quick,
@@ -71,6 +75,7 @@ fn main() -> Result<()> {
         "over_capacity": live.over_capacity,
         "maps_memory_bytes": live.map_memory,
         "top_wall_ms": live.top_ms,
+        "daemon": control,
         "seconds": started.elapsed().as_secs_f64(),
     });
     report::print(&report);

@@ -62,6 +62,23 @@ pub fn print(r: &Value) {
             f(&row["above_floor_ns"])
         );
     }
+    for row in r["kernel"].as_array().into_iter().flatten() {
+        let Some(samples) = row["profile"].as_array() else {
+            continue;
+        };
+        println!(
+            "\nProfile of \"{}\" (perf cpu-clock samples on the test_run CPU, ≥ 1%):\n",
+            row["path"].as_str().unwrap_or("")
+        );
+        println!("| share | symbol |\n|---:|---|");
+        for s in samples {
+            println!(
+                "| {:.1}% | `{}` |",
+                f(&s["percent"]),
+                s["symbol"].as_str().unwrap_or("")
+            );
+        }
+    }
     println!(
         "\n### Live drop rate on veth (ratio to a bare XDP_DROP in the same round)\n\n\
          Per-source limit for every limiter: {} pps with one source, {} pps with many.\n",
@@ -128,6 +145,27 @@ pub fn print(r: &Value) {
                 .join(", ")
         );
     }
+    let d = &r["daemon"];
+    println!(
+        "- daemon RSS: {} KiB at rest, {} KiB under a flood, {} KiB after loading 100 000 CIDRs",
+        d["daemon_rss_kib_at_rest"],
+        d["daemon_rss_kib_under_flood"],
+        d["daemon_rss_kib_after_100k_cidr_reload"]
+    );
+    println!(
+        "- reload to 100 000 block CIDRs under a flood: {:.0} ms ({} entries after); the flood delivered {} packets \
+         in {:.1} s against {:.0} allowed by its limit — {}",
+        f(&d["reload_100k_cidrs_ms"]),
+        d["block_entries_after_reload"],
+        d["flood_delivered"],
+        f(&d["flood_seconds"]),
+        f(&d["flood_allowed_by_limit"]),
+        if d["unfiltered_during_reload"].as_bool() == Some(false) {
+            "no unfiltered window"
+        } else {
+            "PACKETS PASSED UNFILTERED"
+        }
+    );
     println!("\nwhole run: {:.0} s", f(&r["seconds"]));
 }
 

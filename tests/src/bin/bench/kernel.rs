@@ -18,20 +18,33 @@ use crate::Plan;
 
 /// Median average ns/packet of `runs` test runs of `repeat` packets, and the
 /// verdict of the last packet.
-fn measure(prog: &Xdp, frame: &[u8], plan: &Plan) -> Result<(f64, u32)> {
-    let mut samples = Vec::new();
-    let mut verdict = 0;
+fn once(prog: &Xdp, frame: &[u8], plan: &Plan) -> Result<(f64, u32)> {
+    let r = prog.test_run(TestRunOptions {
+        data_in: Some(frame),
+        repeat: plan.repeat,
+        ..TestRunOptions::default()
+    })?;
+    Ok((r.duration.as_nanos() as f64, r.return_value))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median ns/packet of `prog`, and the median of its distance to the bare
+/// XDP_DROP `floor` measured right before it in the same run: the host's speed
+/// drifts, so only same-moment differences are comparable.
+fn measure(floor: &Xdp, prog: &Xdp, frame: &[u8], plan: &Plan) -> Result<(f64, f64, u32)> {
+    let (mut own, mut above, mut verdict) = (Vec::new(), Vec::new(), 0);
     for _ in 0..plan.runs {
-        let r = prog.test_run(TestRunOptions {
-            data_in: Some(frame),
-            repeat: plan.repeat,
-            ..TestRunOptions::default()
-        })?;
-        verdict = r.return_value;
-        samples.push(r.duration.as_nanos() as f64);
+        let (f, _) = once(floor, frame, plan)?;
+        let (ns, v) = once(prog, frame, plan)?;
+        own.push(ns);
+        above.push(ns - f);
+        verdict = v;
     }
-    samples.sort_by(f64::total_cmp);
-    Ok((samples[samples.len() / 2], verdict))
+    Ok((median(own), median(above), verdict))
 }
 
 fn bench_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a Xdp> {
@@ -49,12 +62,19 @@ pub fn run(plan: &Plan) -> Result<Value> {
     let frame = Frame::udp(ip("198.18.7.7"), 80).build();
     let mut bench =
         Ebpf::load(floodgate::object::BENCH_OBJECT).context("loading the benchmark programs")?;
-    let (floor, _) = measure(bench_program(&mut bench, "xdp_drop")?, &frame, plan)?;
-    let (parse, _) = measure(bench_program(&mut bench, "parse_drop")?, &frame, plan)?;
+    bench_program(&mut bench, "xdp_drop")?;
+    bench_program(&mut bench, "parse_drop")?;
+    let floor_prog: &Xdp = bench.program("xdp_drop").context("xdp_drop")?.try_into()?;
+    let parse_prog: &Xdp = bench
+        .program("parse_drop")
+        .context("parse_drop")?
+        .try_into()?;
+    let (floor, _, _) = measure(floor_prog, floor_prog, &frame, plan)?;
+    let (parse, parse_above, _) = measure(floor_prog, parse_prog, &frame, plan)?;
 
     let mut rows = vec![
         json!({"path": "bare XDP_DROP", "ns": floor, "above_floor_ns": 0.0, "verdict": "drop"}),
-        json!({"path": "parse + drop", "ns": parse, "above_floor_ns": parse - floor, "verdict": "drop"}),
+        json!({"path": "parse + drop", "ns": parse, "above_floor_ns": parse_above, "verdict": "drop"}),
     ];
     let open = Policy {
         packets: per_sec(1_000_000_000, 1_000_000_000),
@@ -130,7 +150,7 @@ pub fn run(plan: &Plan) -> Result<Value> {
     for (name, expected, setup) in paths {
         let mut dut = Dut::load()?;
         let frame = setup(&mut dut, &open, &limited)?;
-        let (ns, verdict) = measure(dut.fg.program()?, &frame, plan)?;
+        let (ns, above, verdict) = measure(floor_prog, dut.fg.program()?, &frame, plan)?;
         anyhow::ensure!(
             verdict == expected,
             "{name}: verdict {verdict}, expected {expected}"
@@ -144,18 +164,18 @@ pub fn run(plan: &Plan) -> Result<Value> {
         rows.push(json!({
             "path": name,
             "ns": ns,
-            "above_floor_ns": ns - floor,
+            "above_floor_ns": above,
             "profile": profile,
             "verdict": if expected == XDP_DROP { "drop" } else { "pass" },
         }));
     }
-    rows.push(scale(plan, &limited, floor)?);
+    rows.push(scale(plan, &limited, floor_prog)?);
     Ok(Value::Array(rows))
 }
 
 /// The rate-limited drop path with 100 000 allow and 100 000 block CIDRs and
 /// 10 000 rules loaded (none matching the source: every trie is walked).
-fn scale(plan: &Plan, limited: &Policy, floor: f64) -> Result<Value> {
+fn scale(plan: &Plan, limited: &Policy, floor: &Xdp) -> Result<Value> {
     let mut dut = Dut::load_with(floodgate::loader::Capacity {
         sources: 4096,
         prefixes: 4096,
@@ -188,12 +208,12 @@ fn scale(plan: &Plan, limited: &Policy, floor: f64) -> Result<Value> {
     dut.fg.sync_block(&block)?;
     dut.fg.sync_rules(&rules)?;
     let frame = Frame::udp(ip("198.18.7.7"), 80).build();
-    let (ns, verdict) = measure(dut.fg.program()?, &frame, plan)?;
+    let (ns, above, verdict) = measure(floor, dut.fg.program()?, &frame, plan)?;
     anyhow::ensure!(verdict == XDP_DROP, "scale: verdict {verdict}");
     Ok(json!({
         "path": "rate-limited drop, 100k allow + 100k block CIDRs + 10k rules",
         "ns": ns,
-        "above_floor_ns": ns - floor,
+        "above_floor_ns": above,
         "verdict": "drop",
     }))
 }

@@ -39,7 +39,7 @@ fn main() -> Result<()> {
     } else {
         Plan {
             repeat: 2_000_000,
-            runs: 3,
+            runs: 5,
             secs: 1.0,
             rounds_one: 5,
             rounds_many: 3,

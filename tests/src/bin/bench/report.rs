@@ -50,7 +50,7 @@ pub fn print(r: &Value) {
         }
     );
     println!(
-        "### In-kernel cost per packet (BPF_PROG_TEST_RUN, median of {} runs × {} packets)\n",
+        "### In-kernel cost per packet (BPF_PROG_TEST_RUN; median of {} runs × {} packets, each run right after a bare XDP_DROP run)\n",
         r["config"]["test_run_runs"], r["config"]["test_run_repeat"]
     );
     println!("| path | ns/packet | above bare XDP_DROP |\n|---|---:|---:|");

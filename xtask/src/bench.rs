@@ -5,17 +5,18 @@ use anyhow::Result;
 use crate::util;
 
 pub fn run(quick: bool) -> Result<()> {
-    let mut cmd = util::cargo();
-    cmd.args([
-        "run",
+    // The bench drives the real daemon too (`floodgate-cli`): build every binary
+    // of the crate, then run the bench itself.
+    util::run(util::cargo().args([
+        "build",
         "--release",
         "--package",
         "floodgate-tests",
-        "--bin",
-        "bench",
-    ]);
+        "--bins",
+    ]))?;
+    let mut cmd = std::process::Command::new("target/release/bench");
     if quick {
-        cmd.args(["--", "--quick"]);
+        cmd.arg("--quick");
     }
     util::run(&mut cmd)
 }

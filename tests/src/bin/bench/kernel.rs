@@ -182,31 +182,8 @@ fn scale(plan: &Plan, limited: &Policy, floor: &Xdp) -> Result<Value> {
         bans: 4096,
         lists: 131_072,
     })?;
-    let mut policies = vec![*limited];
-    policies.extend(std::iter::repeat_n(*limited, 10_000));
-    dut.configure(&settings(), &policies)?;
-    // 10.0.0.0/8 style space, never the measured source (198.18.7.7).
-    let host = |i: u32, base: u32| -> (u32, [u8; 16]) {
-        let a = std::net::Ipv4Addr::from(base + i);
-        lpm_key(&ipnet::IpNet::from(std::net::IpAddr::V4(a)))
-    };
-    let allow: Vec<_> = (0..100_000).map(|i| host(i, 0x0b00_0000)).collect();
-    let block: Vec<_> = (0..100_000)
-        .map(|i| (host(i, 0x0c00_0000), BlockEntry { expires_ns: 0 }))
-        .collect();
-    let rules: Vec<_> = (0..10_000u32)
-        .map(|i| {
-            let net = ipnet::IpNet::new(
-                std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0d00_0000 + (i << 8))),
-                24,
-            )
-            .expect("a /24 is valid");
-            (lpm_key(&net), i + 1)
-        })
-        .collect();
-    dut.fg.sync_allow(&allow)?;
-    dut.fg.sync_block(&block)?;
-    dut.fg.sync_rules(&rules)?;
+    dut.configure(&settings(), &[*limited])?;
+    crate::lists::load(&mut dut.fg, *limited)?;
     let frame = Frame::udp(ip("198.18.7.7"), 80).build();
     let (ns, above, verdict) = measure(floor, dut.fg.program()?, &frame, plan)?;
     anyhow::ensure!(verdict == XDP_DROP, "scale: verdict {verdict}");

@@ -155,43 +155,6 @@ fn load_floodgate(sources: u32, budget: Option<u64>) -> Result<Floodgate> {
     Ok(fg)
 }
 
-/// 100 000 allow and 100 000 block /32s (11.0.0.0/8, 12.0.0.0/8) and 10 000
-/// rule /24s (13.0.0.0/8): never the flooding source.
-fn load_lists(fg: &mut Floodgate) -> Result<()> {
-    use floodgate::addr::lpm_key;
-    let host = |a: u32| {
-        lpm_key(&ipnet::IpNet::from(std::net::IpAddr::V4(
-            std::net::Ipv4Addr::from(a),
-        )))
-    };
-    let allow: Vec<_> = (0..100_000).map(|i| host(0x0b00_0000 + i)).collect();
-    let block: Vec<_> = (0..100_000)
-        .map(|i| {
-            (
-                host(0x0c00_0000 + i),
-                floodgate_common::BlockEntry { expires_ns: 0 },
-            )
-        })
-        .collect();
-    let mut policies = vec![limited_policy(LIMIT_PPS)];
-    policies.extend(std::iter::repeat_n(limited_policy(LIMIT_PPS), 10_000));
-    fg.write_policies(&policies, 1)?;
-    let rules: Vec<_> = (0..10_000u32)
-        .map(|i| {
-            let net = ipnet::IpNet::new(
-                std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0d00_0000 + (i << 8))),
-                24,
-            )
-            .expect("a /24 is valid");
-            (lpm_key(&net), i + 1)
-        })
-        .collect();
-    fg.sync_allow(&allow)?;
-    fg.sync_block(&block)?;
-    fg.sync_rules(&rules)?;
-    Ok(())
-}
-
 pub fn run(plan: &Plan) -> Result<Live> {
     let mut lab = Lab::new("bench")?;
     let sender = lab.add_ns("gen")?;
@@ -351,7 +314,7 @@ pub fn run(plan: &Plan) -> Result<Live> {
         // CIDRs and 10 000 rules loaded (none matching the source, so every trie
         // is walked), against a bare XDP_DROP in the same rounds.
         rx.fg = load_floodgate(1 << 20, None)?;
-        load_lists(&mut rx.fg)?;
+        crate::lists::load(&mut rx.fg, limited_policy(LIMIT_PPS))?;
         let mut ratios = Vec::new();
         let mut above = Vec::new();
         for round in 0..plan.rounds_many {

@@ -9,6 +9,7 @@
 mod control;
 mod filters;
 mod kernel;
+mod lists;
 mod live;
 mod profile;
 mod report;

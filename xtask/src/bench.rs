@@ -14,7 +14,7 @@ pub fn run(quick: bool) -> Result<()> {
         "floodgate-tests",
         "--bins",
     ]))?;
-    let mut cmd = std::process::Command::new("target/release/bench");
+    let mut cmd = std::process::Command::new(util::release_dir().join("bench"));
     if quick {
         cmd.arg("--quick");
     }

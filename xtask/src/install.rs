@@ -88,7 +88,7 @@ fn output_of(bin: &Path, args: &[&str]) -> Result<Vec<u8>> {
 }
 
 pub fn install(prefix: &Path, root: &Path, dry_run: bool) -> Result<()> {
-    let built = PathBuf::from("target/release/floodgate");
+    let built = util::release_dir().join("floodgate");
     if dry_run {
         println!(
             "install: would build {} (cargo build --release -p floodgate)",

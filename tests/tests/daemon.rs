@@ -467,3 +467,65 @@ fn a_socket_group_opens_the_socket_to_its_members() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn the_remaining_commands_and_human_output() -> Result<()> {
+    let mut d = DaemonLab::new("human", BIN, &with_ban("1h"))?;
+    d.start()?;
+    let sink = UdpSink::bind(&d.edge, "0.0.0.0:9000".parse()?)?;
+    burst_through(&d, &sink, "198.18.1.2", 500)?;
+
+    // Human tables carry what the JSON carries.
+    let status = d.ok(&["status"])?;
+    assert!(
+        status.contains("mode enforce") && status.contains("sources"),
+        "{status}"
+    );
+    let stats = d.ok(&["stats"])?;
+    assert!(
+        stats.contains("rate_packets") && stats.contains("drop"),
+        "{stats}"
+    );
+    let top = d.ok(&["top", "--by", "drops", "-n", "5"])?;
+    assert!(
+        top.contains("198.18.1.2") && top.contains("rate_packets"),
+        "{top}"
+    );
+    let prefixes = d.json(&["top", "--prefixes"])?;
+    assert_eq!(prefixes[0]["target"], "198.18.1.0/24");
+    let bans = d.ok(&["bans", "list"])?;
+    assert!(bans.contains("198.18.1.2/32"), "{bans}");
+    d.ok(&["bans", "clear", "--all"])?;
+    assert_eq!(d.json(&["bans", "list"])?.as_array().map(Vec::len), Some(0));
+
+    // A temporary block ends by itself.
+    d.ok(&["block", "add", "198.18.1.3", "--for", "2s"])?;
+    assert!(d.ok(&["block", "list"])?.contains("198.18.1.3/32"));
+    assert_eq!(burst_through(&d, &sink, "198.18.1.3", 10)?, 0);
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(!d.ok(&["block", "list"])?.contains("198.18.1.3"));
+    assert_eq!(burst_through(&d, &sink, "198.18.1.3", 10)?, 10);
+    d.ok(&["allow", "add", "198.18.2.0/24"])?;
+    assert!(d.ok(&["allow", "list"])?.contains("198.18.2.0/24"));
+
+    // stats --watch refreshes with rates until interrupted.
+    let mut watch = std::process::Command::new(BIN)
+        .arg("--socket")
+        .arg(d.socket())
+        .args(["stats", "--watch", "--interval", "500ms"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(1800));
+    watch.kill()?;
+    let out = watch.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.matches("mode enforce").count() >= 2, "{text}");
+    assert!(text.contains("/s"), "rates are shown: {text}");
+
+    // Completions come without a daemon.
+    let bash = std::process::Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&bash.stdout).contains("floodgate"));
+    Ok(())
+}

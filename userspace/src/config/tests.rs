@@ -1,4 +1,7 @@
-use super::*;
+use super::{
+    validate::{SECOND, rate},
+    *,
+};
 
 fn parse(text: &str) -> Result<Config, Vec<String>> {
     Config::from_toml(text, "fg.toml").map_err(|e| match e {

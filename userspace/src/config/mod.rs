@@ -183,6 +183,8 @@ impl Config {
             }
         };
         let config = v.config(&raw);
+        // In file order, whatever order the checks ran in.
+        v.issues.sort_by_key(|i| (i.line, i.col));
         if v.issues.is_empty() {
             Ok(config)
         } else {

@@ -449,6 +449,27 @@ impl Validator<'_> {
         }
     }
 
+    /// A packet-like limit: its rate and burst keys under `at`. With neither key
+    /// set it inherits `base` whole (a rule keeps the [limits] burst too).
+    fn count_limit(
+        &mut self,
+        at: &str,
+        name: &str,
+        rate: &S<String>,
+        burst: &S<i64>,
+        base: Limit,
+    ) -> Limit {
+        let r = self.rate(&format!("{at}{name}"), rate, base.rate, false);
+        Limit {
+            rate: r,
+            burst: if rate.is_none() && burst.is_none() {
+                base.burst
+            } else {
+                self.int_burst(&format!("{at}{name}_burst"), burst, r)
+            },
+        }
+    }
+
     fn source_limits(
         &mut self,
         at: &str,
@@ -457,37 +478,20 @@ impl Validator<'_> {
         bytes_burst: &S<NumOrStr>,
         base: &SourceLimits,
     ) -> SourceLimits {
-        let k = |name: &str| format!("{at}{name}");
-        let p = self.rate(&k("packets"), packets, base.packets.rate, false);
-        let b = self.rate(&k("bytes"), bytes, base.bytes.rate, true);
-        let s = self.rate(&k("syn"), syn, base.syn.rate, false);
+        let b = self.rate(&format!("{at}bytes"), bytes, base.bytes.rate, true);
         SourceLimits {
-            packets: Limit {
-                rate: p,
-                burst: if packets.is_none() && packets_burst.is_none() {
-                    base.packets.burst
-                } else {
-                    self.int_burst(&k("packets_burst"), packets_burst, p)
-                },
-            },
+            packets: self.count_limit(at, "packets", packets, packets_burst, base.packets),
             bytes: Limit {
                 rate: b,
                 burst: if bytes.is_none() && bytes_burst.is_none() {
                     base.bytes.burst
                 } else {
-                    self.bytes_burst(&k("bytes_burst"), bytes_burst, b)
+                    self.bytes_burst(&format!("{at}bytes_burst"), bytes_burst, b)
                 },
             },
-            syn: Limit {
-                rate: s,
-                burst: if syn.is_none() && syn_burst.is_none() {
-                    base.syn.burst
-                } else {
-                    self.int_burst(&k("syn_burst"), syn_burst, s)
-                },
-            },
-            quota: self.quota(&k("quota"), quota, base.quota),
-            ban: self.duration(&k("ban"), ban, base.ban),
+            syn: self.count_limit(at, "syn", syn, syn_burst, base.syn),
+            quota: self.quota(&format!("{at}quota"), quota, base.quota),
+            ban: self.duration(&format!("{at}ban"), ban, base.ban),
         }
     }
 
@@ -498,28 +502,11 @@ impl Validator<'_> {
         [packets_burst, syn_burst]: [&S<i64>; 2],
         base: &PrefixLimits,
     ) -> PrefixLimits {
-        let k = |name: &str| format!("{at}{name}");
-        let p = self.rate(&k("packets"), packets, base.packets.rate, false);
-        let s = self.rate(&k("syn"), syn, base.syn.rate, false);
         PrefixLimits {
-            packets: Limit {
-                rate: p,
-                burst: if packets.is_none() && packets_burst.is_none() {
-                    base.packets.burst
-                } else {
-                    self.int_burst(&k("packets_burst"), packets_burst, p)
-                },
-            },
-            syn: Limit {
-                rate: s,
-                burst: if syn.is_none() && syn_burst.is_none() {
-                    base.syn.burst
-                } else {
-                    self.int_burst(&k("syn_burst"), syn_burst, s)
-                },
-            },
-            quota: self.quota(&k("quota"), quota, base.quota),
-            ban: self.duration(&k("ban"), ban, base.ban),
+            packets: self.count_limit(at, "packets", packets, packets_burst, base.packets),
+            syn: self.count_limit(at, "syn", syn, syn_burst, base.syn),
+            quota: self.quota(&format!("{at}quota"), quota, base.quota),
+            ban: self.duration(&format!("{at}ban"), ban, base.ban),
         }
     }
 

@@ -24,7 +24,15 @@ pub fn run(extra: &[String]) -> Result<()> {
             .args(["--test-threads=2"])
             .args(extra),
     );
-    let leaks = leftovers();
+    // Namespaces of the last test may take a moment to go after it exits.
+    let mut leaks = leftovers();
+    for _ in 0..10 {
+        if leaks.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        leaks = leftovers();
+    }
     let (passed, failed) = result?;
     if !leaks.is_empty() {
         bail!("the tests left things behind: {}", leaks.join("; "));

@@ -353,7 +353,22 @@ impl Drop for Lab {
             }
         }
         for name in doomed {
-            if let Err(e) = sh("ip", &["netns", "del", &name]) {
+            // A namespace can stay busy for a moment after its last process
+            // exits (the kernel releases it asynchronously): retry briefly.
+            let mut last = None;
+            for _ in 0..25 {
+                match sh("ip", &["netns", "del", &name]) {
+                    Ok(_) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => {
+                        last = Some(e);
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+            if let Some(e) = last {
                 eprintln!("lab {}: {e:#}", self.prefix);
             }
         }

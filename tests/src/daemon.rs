@@ -4,7 +4,7 @@
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    process::Output,
+    process::{ExitStatus, Output},
     time::{Duration, Instant},
 };
 
@@ -13,14 +13,10 @@ use nix::sys::signal::Signal;
 
 use crate::lab::{BpfFs, EdgeNet, Lab, Link, Ns};
 
-/// edge ⟷ crawler (198.18.1.0/24, crawler also .3) and edge ⟷ user
-/// (198.18.2.0/24), the daemon filtering both edge ends.
-pub struct DaemonLab {
-    pub lab: Lab,
-    pub edge: Ns,
-    pub crawler: Ns,
-    pub user: Ns,
-    pub links: Vec<Link>,
+/// One `floodgate run` process: its config, socket, pins and state in private
+/// temporary directories, and the CLI talking to it. The process lives in a
+/// [`Lab`] (which kills it if the test ends first); the pins go on drop.
+pub struct Daemon {
     pub pins: BpfFs,
     pub dir: tempfile::TempDir,
     pub bin: PathBuf,
@@ -30,11 +26,9 @@ pub struct DaemonLab {
     runs: u32,
 }
 
-impl DaemonLab {
-    /// Builds the lab and writes `config` as the daemon's config file.
-    pub fn new(tag: &str, bin: &str, config: &str) -> Result<DaemonLab> {
-        let mut lab = Lab::new(tag)?;
-        let net = EdgeNet::build(&mut lab)?;
+impl Daemon {
+    /// Writes `config` as the daemon's config file; `bin` is the floodgate binary.
+    pub fn new(bin: impl Into<PathBuf>, config: &str) -> Result<Daemon> {
         let dir = tempfile::tempdir()?;
         // Traversable by others, so the socket's own mode decides who gets in.
         std::fs::set_permissions(
@@ -42,15 +36,10 @@ impl DaemonLab {
             std::os::unix::fs::PermissionsExt::from_mode(0o711),
         )?;
         std::fs::write(dir.path().join("fg.toml"), config)?;
-        Ok(DaemonLab {
-            lab,
-            edge: net.edge,
-            crawler: net.crawler,
-            user: net.user,
-            links: vec![net.to_crawler, net.to_user],
+        Ok(Daemon {
             pins: BpfFs::new()?,
             dir,
-            bin: PathBuf::from(bin),
+            bin: bin.into(),
             pid: None,
             extra_args: Vec::new(),
             runs: 0,
@@ -77,35 +66,29 @@ impl DaemonLab {
         self.dir.path().join(format!("daemon-{run}.log"))
     }
 
-    /// Starts `floodgate run` in the edge namespace and waits for its socket.
-    pub fn start(&mut self) -> Result<()> {
+    /// Starts `floodgate run` in `ns` on `ifaces` and waits for its socket.
+    pub fn start_in(&mut self, lab: &mut Lab, ns: &Ns, ifaces: &[String]) -> Result<()> {
         self.runs += 1;
         let log = self.log(self.runs);
-        let (socket, pins, state, config) = (
-            self.socket(),
-            self.pin_dir(),
-            self.state_dir(),
-            self.config_path(),
-        );
         let mut args = vec![
             "--socket".to_owned(),
-            socket.display().to_string(),
+            self.socket().display().to_string(),
             "run".to_owned(),
         ];
-        for l in &self.links {
-            args.extend(["--iface".to_owned(), l.a_if.clone()]);
+        for iface in ifaces {
+            args.extend(["--iface".to_owned(), iface.clone()]);
         }
         args.extend([
             "--config".to_owned(),
-            config.display().to_string(),
+            self.config_path().display().to_string(),
             "--pin-dir".to_owned(),
-            pins.display().to_string(),
+            self.pin_dir().display().to_string(),
             "--state-dir".to_owned(),
-            state.display().to_string(),
+            self.state_dir().display().to_string(),
         ]);
         args.extend(self.extra_args.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let pid = self.lab.spawn_logged(&self.edge, &self.bin, &args, &log)?;
+        let pid = lab.spawn_logged(ns, &self.bin, &args, &log)?;
         self.pid = Some(pid);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -121,9 +104,9 @@ impl DaemonLab {
     }
 
     /// Stops the daemon with `signal` (it leaves filtering in place).
-    pub fn stop(&mut self, signal: Signal) -> Result<std::process::ExitStatus> {
+    pub fn stop_in(&mut self, lab: &mut Lab, signal: Signal) -> Result<ExitStatus> {
         let pid = self.pid.take().context("the daemon is not running")?;
-        self.lab.stop(pid, signal)
+        lab.stop(pid, signal)
     }
 
     /// Runs the CLI against the daemon's socket.
@@ -171,13 +154,70 @@ impl DaemonLab {
     }
 }
 
-impl Drop for DaemonLab {
+impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(pid) = self.pid.take() {
-            let _ = self.lab.stop(pid, Signal::SIGTERM);
-        }
         // Pins hold the program on the links; remove them before the lab goes.
         let _ = floodgate::daemon::engine::remove_pins(&self.pin_dir());
+    }
+}
+
+/// edge ⟷ crawler (198.18.1.0/24, crawler also .3) and edge ⟷ user
+/// (198.18.2.0/24), the daemon filtering both edge ends. Derefs to its
+/// [`Daemon`] for the CLI and paths.
+pub struct DaemonLab {
+    pub lab: Lab,
+    pub edge: Ns,
+    pub crawler: Ns,
+    pub user: Ns,
+    pub links: Vec<Link>,
+    pub daemon: Daemon,
+}
+
+impl DaemonLab {
+    /// Builds the lab and writes `config` as the daemon's config file.
+    pub fn new(tag: &str, bin: &str, config: &str) -> Result<DaemonLab> {
+        let mut lab = Lab::new(tag)?;
+        let net = EdgeNet::build(&mut lab)?;
+        Ok(DaemonLab {
+            lab,
+            edge: net.edge,
+            crawler: net.crawler,
+            user: net.user,
+            links: vec![net.to_crawler, net.to_user],
+            daemon: Daemon::new(bin, config)?,
+        })
+    }
+
+    /// Starts `floodgate run` on both edge ends and waits for its socket.
+    pub fn start(&mut self) -> Result<()> {
+        let ifaces: Vec<String> = self.links.iter().map(|l| l.a_if.clone()).collect();
+        self.daemon.start_in(&mut self.lab, &self.edge, &ifaces)
+    }
+
+    /// Stops the daemon with `signal` (it leaves filtering in place).
+    pub fn stop(&mut self, signal: Signal) -> Result<ExitStatus> {
+        self.daemon.stop_in(&mut self.lab, signal)
+    }
+}
+
+impl std::ops::Deref for DaemonLab {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.daemon
+    }
+}
+
+impl std::ops::DerefMut for DaemonLab {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.daemon
+    }
+}
+
+impl Drop for DaemonLab {
+    fn drop(&mut self) {
+        if let Some(pid) = self.daemon.pid.take() {
+            let _ = self.lab.stop(pid, Signal::SIGTERM);
+        }
     }
 }
 

@@ -290,6 +290,28 @@ impl Lab {
         let mut child = self.children.remove(i);
         terminate(&mut child, signal, STOP_GRACE)
     }
+
+    /// Waits up to `max` for a process spawned by this lab to exit on its own
+    /// and reaps it; after `max` it is stopped with SIGTERM (then SIGKILL).
+    /// Fails for PIDs the lab did not spawn.
+    pub fn wait(&mut self, pid: u32, max: Duration) -> Result<ExitStatus> {
+        let i = self
+            .children
+            .iter()
+            .position(|c| c.id() == pid)
+            .with_context(|| {
+                format!("pid {pid} is not a running process of lab {}", self.prefix)
+            })?;
+        let mut child = self.children.remove(i);
+        let deadline = Instant::now() + max;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        terminate(&mut child, Signal::SIGTERM, STOP_GRACE)
+    }
 }
 
 /// Signals a child (never reaped yet, so its PID cannot have been reused),

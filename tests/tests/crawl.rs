@@ -19,7 +19,7 @@ fn an_ipv6_flood_crawler_is_held_to_its_limit() -> Result<()> {
 
 #[test]
 fn a_vlan_tagged_flood_crawler_is_held_to_its_limit() -> Result<()> {
-    scenario::flood(BIN, Flood::Vlan)?.into_result().map(drop)
+    scenario::vlan_flood(BIN)?.into_result().map(drop)
 }
 
 #[test]

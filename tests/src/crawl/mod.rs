@@ -7,7 +7,7 @@
 //! |---|---------|---------|
 //! | 1 | crawl   | flood crawler (wrk) at .2 / ::2 |
 //! | 2 | user    | people browsing (curl) at .2–.4 / ::2–::4 |
-//! | 3 | dist    | distributed crawler: .10–.41 / ::1:10–::1:41 |
+//! | 3 | dist    | distributed crawler: .10–.41 / ::1:10–::1:2f (32 each) |
 //! | 4 | slow    | low-and-slow scraper at .2 / ::2 |
 //! | 5 | syn     | SYN flood (hping3) at .2 / ::2 |
 //! | 6 | vlan    | tagged flood (VLAN 100, raw frames) from .2 |
@@ -100,7 +100,7 @@ fn plan() -> Vec<Plan> {
     vec![
         (1, "crawl", vec![2], vec![2]),
         (2, "user", vec![2, 3, 4], vec![2, 3, 4]),
-        (3, "dist", (10..42).collect(), (0x10..0x2a).collect()),
+        (3, "dist", (10..42).collect(), (0x10..0x30).collect()),
         (4, "slow", vec![2], vec![2]),
         (5, "syn", vec![2], vec![2]),
         (6, "vlan", vec![2], vec![2]),

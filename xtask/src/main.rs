@@ -61,8 +61,13 @@ enum Task {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Run the lab demo: a crawler flood and a normal client through floodgate.
-    Demo,
+    /// Run the crawler lab demo: nginx behind floodgate, crawlers and people,
+    /// with a per-scenario report.
+    Demo {
+        /// Also run the IPv6, VLAN, reload and restart scenarios.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         Task::Setup => Ok(()),
         Task::Build { release } => build::run(release),
         Task::Test { args } => test::run(&args),
-        Task::Demo => demo::run(),
+        Task::Demo { all } => demo::run(if all { &["--all"] } else { &[] }),
         Task::Bench { quick } => bench::run(quick),
         Task::Install {
             prefix,

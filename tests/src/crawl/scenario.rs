@@ -693,13 +693,16 @@ fn syn_burst(l: &mut CrawlLab, count: u64, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// SYN flood against a 200 SYN/s limit: the limit holds within ±5 %; then the
+/// SYN flood against a 50 SYN/s limit: the limit holds within ±5 %; then the
 /// same flood in monitor mode passes everything and reports as would-drop
 /// what enforce mode dropped (within 5 %).
 pub fn syn_flood_and_monitor(bin: &str) -> Result<Outcome> {
-    const LIMIT: f64 = 200.0;
+    // Low against the flood, so what passes (burst + limit × the flood's
+    // duration) is a small share of it: the drop counts of the two runs agree
+    // within 5 % even if one run's flood takes twice as long on a busy machine.
+    const LIMIT: f64 = 50.0;
     const COUNT: u64 = 10_000;
-    let cfg = config(&[("syn", "\"200/s\""), ("syn_burst", "200")], &[]);
+    let cfg = config(&[("syn", "\"50/s\""), ("syn_burst", "50")], &[]);
     let mut l = CrawlLab::new("syn", bin, &cfg)?;
     let mut o = Outcome::new("SYN flood (hping3), enforce then monitor");
     let base = baseline(&l);

@@ -303,6 +303,37 @@ fn check_rate(
     );
 }
 
+/// `stats` put every drop between two snapshots under `reason` (and some
+/// there); returns the drops by reason.
+fn check_only_reason(
+    o: &mut Outcome,
+    before: &Seen,
+    after: &Seen,
+    reason: &str,
+) -> Vec<(String, u64)> {
+    let drops = drops_between(&before.stats, &after.stats);
+    o.check(
+        drops_of(&drops, reason) > 0 && drops.iter().all(|(k, _)| k.starts_with(reason)),
+        format!("stats attribute every drop to {reason}"),
+        format!("{drops:?}"),
+    );
+    drops
+}
+
+/// `top`'s first row is `who`.
+fn check_top_first(o: &mut Outcome, s: &Seen, who: IpAddr, what: &str) {
+    let first = s
+        .top
+        .first()
+        .and_then(|r| r["target"].as_str())
+        .unwrap_or("-");
+    o.check(
+        ip_of(first) == Some(who),
+        what,
+        format!("first row {first}, expected {who}"),
+    );
+}
+
 /// Flood crawler: wrk with 32 connections against a 300 packets/s limit (no
 /// ban, so the limit itself is measured), people browsing meanwhile.
 pub fn flood(bin: &str, variant: Flood) -> Result<Outcome> {
@@ -349,23 +380,8 @@ pub fn flood(bin: &str, variant: Flood) -> Result<Outcome> {
             result.requests
         ),
     );
-    let drops = drops_between(&before.stats, &after.stats);
-    o.check(
-        drops_of(&drops, "rate_packets") > 0
-            && drops.iter().all(|(k, _)| k.starts_with("rate_packets")),
-        "stats attribute every drop to rate_packets",
-        format!("{drops:?}"),
-    );
-    let first = after
-        .top
-        .first()
-        .and_then(|r| r["target"].as_str())
-        .unwrap_or("-");
-    o.check(
-        ip_of(first) == Some(crawler),
-        "top lists the crawler first",
-        format!("first row {first}, crawler {crawler}"),
-    );
+    let drops = check_only_reason(&mut o, &before, &after, "rate_packets");
+    check_top_first(&mut o, &after, crawler, "top lists the crawler first");
     let crow = row(
         &after,
         l.net(net_name),
@@ -429,22 +445,12 @@ pub fn vlan_flood(bin: &str) -> Result<Outcome> {
         LIMIT,
         true,
     );
-    let drops = drops_between(&before.stats, &after.stats);
-    o.check(
-        drops_of(&drops, "rate_packets") > 0
-            && drops.iter().all(|(k, _)| k.starts_with("rate_packets")),
-        "stats attribute every drop to rate_packets",
-        format!("{drops:?}"),
-    );
-    let first = after
-        .top
-        .first()
-        .and_then(|r| r["target"].as_str())
-        .unwrap_or("-");
-    o.check(
-        ip_of(first) == Some(src),
+    let drops = check_only_reason(&mut o, &before, &after, "rate_packets");
+    check_top_first(
+        &mut o,
+        &after,
+        src,
         "top lists the tagged crawler first (the VLAN header was parsed)",
-        format!("first row {first}"),
     );
     check_people(&mut o, &base, &during);
     let mut r = row(

@@ -280,6 +280,12 @@ impl Lab {
     /// Sends `signal` to a process spawned by this lab and reaps it (SIGKILL if
     /// it is still running 5 s later). Fails for PIDs the lab did not spawn.
     pub fn stop(&mut self, pid: u32, signal: Signal) -> Result<ExitStatus> {
+        let mut child = self.take_child(pid)?;
+        terminate(&mut child, signal, STOP_GRACE)
+    }
+
+    /// Removes a spawned process from the lab's list (the caller reaps it).
+    fn take_child(&mut self, pid: u32) -> Result<Child> {
         let i = self
             .children
             .iter()
@@ -287,22 +293,14 @@ impl Lab {
             .with_context(|| {
                 format!("pid {pid} is not a running process of lab {}", self.prefix)
             })?;
-        let mut child = self.children.remove(i);
-        terminate(&mut child, signal, STOP_GRACE)
+        Ok(self.children.remove(i))
     }
 
     /// Waits up to `max` for a process spawned by this lab to exit on its own
     /// and reaps it; after `max` it is stopped with SIGTERM (then SIGKILL).
     /// Fails for PIDs the lab did not spawn.
     pub fn wait(&mut self, pid: u32, max: Duration) -> Result<ExitStatus> {
-        let i = self
-            .children
-            .iter()
-            .position(|c| c.id() == pid)
-            .with_context(|| {
-                format!("pid {pid} is not a running process of lab {}", self.prefix)
-            })?;
-        let mut child = self.children.remove(i);
+        let mut child = self.take_child(pid)?;
         let deadline = Instant::now() + max;
         while Instant::now() < deadline {
             if let Some(status) = child.try_wait()? {

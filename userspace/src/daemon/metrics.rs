@@ -46,20 +46,27 @@ pub fn render(
 
     let packets = Family::<Labels, Counter>::default();
     let bytes = Family::<Labels, Counter>::default();
-    for (key, r) in &stats.by_reason {
-        let reason = key.split('/').next().unwrap_or(key);
-        let l = labels(&[("verdict", &r.verdict), ("reason", reason)]);
-        packets.get_or_create(&l).inc_by(r.packets);
-        bytes.get_or_create(&l).inc_by(r.bytes);
+    // Per interface: the sum over `iface` is the global total (`stats`).
+    for (iface, i) in &stats.by_interface {
+        for (key, r) in &i.by_reason {
+            let reason = key.split('/').next().unwrap_or(key);
+            let l = labels(&[
+                ("verdict", &r.verdict),
+                ("reason", reason),
+                ("iface", iface),
+            ]);
+            packets.get_or_create(&l).inc_by(r.packets);
+            bytes.get_or_create(&l).inc_by(r.bytes);
+        }
     }
     registry.register(
         "packets",
-        "Packets seen by the XDP program, by verdict and reason",
+        "Packets seen by the XDP program, by verdict, reason and ingress interface",
         packets,
     );
     registry.register(
         "bytes",
-        "Bytes seen by the XDP program, by verdict and reason",
+        "Bytes seen by the XDP program, by verdict, reason and ingress interface",
         bytes,
     );
 
@@ -105,6 +112,13 @@ pub fn render(
         "ban_events_suppressed",
         "Ban events over the event rate limit, not logged",
         suppressed,
+    );
+    let log_suppressed = Counter::<u64>::default();
+    log_suppressed.inc_by(status.log_lines_suppressed);
+    registry.register(
+        "log_lines_suppressed",
+        "Event log lines not written because of the [events] rate limit (since the daemon started)",
+        log_suppressed,
     );
     let lost = Counter::<u64>::default();
     lost.inc_by(status.events_lost);

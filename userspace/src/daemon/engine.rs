@@ -334,7 +334,7 @@ impl Engine {
             warn!(
                 event = "log_suppressed",
                 suppressed = s.suppressed,
-                kinds = %s,
+                kinds = s.to_string(),
                 total = logs.total(),
                 "suppressed {} log lines (over the [events] rate limit)",
                 s.suppressed

@@ -247,6 +247,13 @@ fn a_restart_keeps_bans_and_counters_and_filtering_never_stops() -> Result<()> {
     );
     let after = d.json(&["stats"])?;
     assert!(n(&after, &["dropped", "packets"]) >= n(&before, &["dropped", "packets"]) + 20);
+    // The interfaces kept their counter slots: every drop is still the crawler
+    // link's, before and after the restart.
+    let crawler_if = d.links[0].a_if.clone();
+    let crawler_drops = |s: &Value| n(s, &["by_interface", &crawler_if, "dropped", "packets"]);
+    assert_eq!(crawler_drops(&before), n(&before, &["dropped", "packets"]));
+    assert_eq!(crawler_drops(&after), n(&after, &["dropped", "packets"]));
+    assert!(crawler_drops(&after) >= crawler_drops(&before) + 20);
     assert!(
         d.daemon_log()
             .contains("replaced the program in the pinned XDP link"),

@@ -247,6 +247,13 @@ fn a_restart_keeps_bans_and_counters_and_filtering_never_stops() -> Result<()> {
     );
     let after = d.json(&["stats"])?;
     assert!(n(&after, &["dropped", "packets"]) >= n(&before, &["dropped", "packets"]) + 20);
+    // The interfaces kept their counter slots: every drop is still the crawler
+    // link's, before and after the restart.
+    let crawler_if = d.links[0].a_if.clone();
+    let crawler_drops = |s: &Value| n(s, &["by_interface", &crawler_if, "dropped", "packets"]);
+    assert_eq!(crawler_drops(&before), n(&before, &["dropped", "packets"]));
+    assert_eq!(crawler_drops(&after), n(&after, &["dropped", "packets"]));
+    assert!(crawler_drops(&after) >= crawler_drops(&before) + 20);
     assert!(
         d.daemon_log()
             .contains("replaced the program in the pinned XDP link"),
@@ -389,52 +396,204 @@ fn config_check_and_default() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn metrics_are_served_in_prometheus_format() -> Result<()> {
-    let mut d = DaemonLab::new("metric", BIN, LIMITED)?;
-    d.extra_args = vec!["--metrics".into(), "127.0.0.1:9470".into()];
-    d.start()?;
-    let sink = UdpSink::bind(&d.edge, "0.0.0.0:9000".parse()?)?;
-    burst_through(&d, &sink, "198.18.1.2", 1000)?;
-    let stats = d.json(&["stats"])?;
-    let body = d.edge.enter(|| -> Result<String> {
-        let mut s = std::net::TcpStream::connect("127.0.0.1:9470")?;
+/// Scrapes the daemon's `/metrics` (served on `addr` in the edge namespace).
+fn scrape(d: &DaemonLab, addr: &'static str) -> Result<Vec<prometheus_parse::Sample>> {
+    let body = d.edge.enter(move || -> Result<String> {
+        let mut s = std::net::TcpStream::connect(addr)?;
         s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)
     })??;
     let (head, text) = body.split_once("\r\n\r\n").unwrap_or_default();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))?;
-    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            })
-    };
-    let dropped = value(
-        "floodgate_packets_total",
-        &[("verdict", "drop"), ("reason", "rate_packets")],
-    );
+    Ok(scrape.samples)
+}
+
+/// The sum of the samples of `name` that carry every label of `labels`
+/// (`None` when there is none).
+fn metric(
+    samples: &[prometheus_parse::Sample],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .reduce(|a, b| a + b)
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_format() -> Result<()> {
+    let mut d = DaemonLab::new("metric", BIN, LIMITED)?;
+    d.extra_args = vec!["--metrics".into(), "127.0.0.1:9470".into()];
+    d.start()?;
+    let (crawler_if, user_if) = (d.links[0].a_if.clone(), d.links[1].a_if.clone());
+    let sink = UdpSink::bind(&d.edge, "0.0.0.0:9000".parse()?)?;
+    burst_through(&d, &sink, "198.18.1.2", 1000)?;
+    assert_eq!(burst_through(&d, &sink, "198.18.2.2", 40)?, 40);
+    let stats = d.json(&["stats"])?;
+    let samples = scrape(&d, "127.0.0.1:9470")?;
+    let value = |name: &str, labels: &[(&str, &str)]| metric(&samples, name, labels);
+    let dropped = n(&stats, &["by_reason", "rate_packets", "packets"]);
+    assert!(dropped > 800, "{stats}");
+    let rate_drops = [("verdict", "drop"), ("reason", "rate_packets")];
+    // Summed over interfaces, the metric is the global total.
     assert_eq!(
-        dropped,
-        Some(n(&stats, &["by_reason", "rate_packets", "packets"]) as f64),
-        "{text}"
+        value("floodgate_packets_total", &rate_drops),
+        Some(dropped as f64),
+        "{samples:?}"
     );
+    // Every drop came in on the crawler link, none on the user link.
+    let (crawler, user) = (crawler_if.as_str(), user_if.as_str());
+    assert_eq!(
+        value(
+            "floodgate_packets_total",
+            &[rate_drops[0], rate_drops[1], ("iface", crawler)]
+        ),
+        Some(dropped as f64)
+    );
+    assert!(
+        value(
+            "floodgate_packets_total",
+            &[("verdict", "drop"), ("iface", user)]
+        )
+        .is_none(),
+        "nothing dropped on the user link: {samples:?}"
+    );
+    let user_ok = value(
+        "floodgate_packets_total",
+        &[("verdict", "pass"), ("reason", "ok"), ("iface", user)],
+    );
+    assert!(user_ok.is_some_and(|v| v >= 40.0), "{user_ok:?}");
+    assert!(
+        value(
+            "floodgate_bytes_total",
+            &[("verdict", "drop"), ("iface", crawler)]
+        )
+        .is_some_and(|v| v >= dropped as f64 * 64.0)
+    );
+    // stats --json carries the same split.
+    assert_eq!(
+        n(&stats, &["by_interface", &crawler_if, "dropped", "packets"]),
+        n(&stats, &["dropped", "packets"])
+    );
+    assert!(n(&stats, &["by_interface", &user_if, "passed", "packets"]) >= 40);
+    assert_eq!(
+        n(&stats, &["by_interface", &user_if, "dropped", "packets"]),
+        0
+    );
+
     assert_eq!(
         value("floodgate_map_capacity", &[("map", "sources")]),
         Some(4096.0)
     );
     assert!(value("floodgate_map_entries", &[("map", "sources")]).is_some_and(|v| v >= 1.0));
     assert_eq!(value("floodgate_active_bans", &[]), Some(0.0));
+    assert_eq!(
+        value("floodgate_log_lines_suppressed_total", &[]),
+        Some(0.0)
+    );
     assert!(value("floodgate_build_info", &[]).is_some());
+    Ok(())
+}
+
+#[test]
+fn a_ban_flood_is_logged_within_the_event_rate() -> Result<()> {
+    // Every source banned at its second packet; at most 2 event lines a second.
+    // Only UDP to the sink counts, so the links' own IPv6 chatter bans nobody.
+    let config = with_ban("1h")
+        .replace(
+            "packets = \"200/s\"\npackets_burst = 50",
+            "packets = \"1/s\"\npackets_burst = 1",
+        )
+        .replace("ports = []", "ports = [\"udp/9000\"]")
+        + "[events]\nrate = \"2/s\"\n";
+    assert!(
+        config.contains("packets_burst = 1\n") && config.contains("udp/9000"),
+        "{config}"
+    );
+    let mut d = DaemonLab::new("logflood", BIN, &config)?;
+    d.extra_args = vec!["--metrics".into(), "127.0.0.1:9470".into()];
+    d.start()?;
+    let sources: Vec<String> = (10..70).map(|i| format!("198.18.1.{i}")).collect();
+    let cidrs: Vec<String> = sources.iter().map(|s| format!("{s}/24")).collect();
+    d.crawler.add_addrs(&d.links[0].b_if, &cidrs)?;
+    let flood_start = std::time::Instant::now();
+    for src in &sources {
+        udp_send(&d.crawler, ip(src), to_crawler_side(), 3, 64, None)?;
+    }
+    // The daemon's 1 s tick folds in the program's count and logs the summary.
+    std::thread::sleep(Duration::from_millis(2500));
+    let bans = d.json(&["bans", "list"])?.as_array().map_or(0, Vec::len) as u64;
+    assert_eq!(bans, 60, "every source was banned");
+    let status = d.json(&["status"])?;
+    let log = std::fs::read_to_string(d.log(1))?;
+    let secs = flood_start.elapsed().as_secs() + 1;
+    let allowed = 2 + 2 * secs;
+    let ban_lines = log.lines().filter(|l| l.contains("event=\"ban\"")).count() as u64;
+    let program_lines = log
+        .lines()
+        .filter(|l| l.contains("floodgate: banned a source"))
+        .count() as u64;
+    assert!(
+        (1..=allowed).contains(&ban_lines),
+        "{ban_lines} ban lines in {secs} s:\n{log}"
+    );
+    assert!(
+        (1..=allowed).contains(&program_lines),
+        "{program_lines} program lines in {secs} s:\n{log}"
+    );
+    // Each ban is one event line and one program line: written or counted.
+    let suppressed = n(&status, &["log_lines_suppressed"]);
+    assert_eq!(
+        ban_lines + program_lines + suppressed,
+        2 * bans,
+        "{status}\n{log}"
+    );
+    let summary = log
+        .lines()
+        .find(|l| l.contains("event=\"log_suppressed\""))
+        .unwrap_or_else(|| panic!("a summary of suppressed lines:\n{log}"));
+    assert!(summary.contains("log lines"), "{summary}");
+    assert!(
+        summary.contains("ban=") && summary.contains("program="),
+        "{summary}"
+    );
+    let samples = scrape(&d, "127.0.0.1:9470")?;
+    assert_eq!(
+        metric(&samples, "floodgate_log_lines_suppressed_total", &[]),
+        Some(suppressed as f64)
+    );
+
+    // Other kinds have their own buckets: a reload storm is cut to the rate
+    // too, and every reload line is written or counted.
+    for _ in 0..6 {
+        assert!(d.ok(&["reload"])?.contains("reloaded"));
+    }
+    let log = std::fs::read_to_string(d.log(1))?;
+    let reload_lines = log
+        .lines()
+        .filter(|l| l.contains("event=\"reload\""))
+        .count() as u64;
+    assert!((1..=4).contains(&reload_lines), "{reload_lines}:\n{log}");
+    let status = d.json(&["status"])?;
+    assert_eq!(
+        n(&status, &["log_lines_suppressed"]),
+        suppressed + 6 - reload_lines
+    );
+    assert!(
+        flood_start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        flood_start.elapsed()
+    );
     Ok(())
 }
 

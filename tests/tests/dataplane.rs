@@ -5,10 +5,11 @@
 use std::{net::IpAddr, thread::sleep, time::Duration};
 
 use anyhow::Result;
-use floodgate::{addr::lpm_key, loader::Capacity};
+use floodgate::{addr::lpm_key, loader::Capacity, stats::Stats, tables::IfaceSlot};
 use floodgate_common::{
-    BanKey, BlockEntry, POLICY_MONITOR, Policy, PortKey, Rate, Reason, SETTINGS_DROP_MALFORMED,
-    SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED, Verdict, maps,
+    BanKey, BlockEntry, MAX_IFACES, MAX_IFINDEX, POLICY_MONITOR, Policy, PortKey, Rate, Reason,
+    SETTINGS_DROP_MALFORMED, SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED, Verdict, iface_counter_index,
+    maps,
 };
 use floodgate_tests::{
     dut::{Dut, XDP_DROP, XDP_PASS, per_sec, quota, settings},
@@ -45,6 +46,67 @@ fn non_ip_frames_pass_and_are_counted() -> Result<()> {
     let dut = Dut::load()?;
     assert_eq!(dut.run(&arp())?, XDP_PASS);
     assert_eq!(dut.count(Verdict::Pass, Reason::NonIp)?, 1);
+    Ok(())
+}
+
+/// The index of `name` in this network namespace.
+fn ifindex(name: &str) -> u32 {
+    let c = std::ffi::CString::new(name).expect("no NUL in an interface name");
+    // SAFETY: a NUL-terminated string that outlives the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    assert_ne!(i, 0, "{name} exists");
+    i
+}
+
+#[test]
+fn packets_count_under_the_slot_of_their_ingress_interface() -> Result<()> {
+    // BPF_PROG_TEST_RUN delivers frames as if received on the loopback device.
+    let mut dut = Dut::load()?;
+    let lo = ifindex("lo");
+    let frame = Frame::udp(ip("198.18.7.7"), 80).build();
+    let at = |c: &[floodgate_common::Counter], slot| {
+        c[iface_counter_index(slot, Verdict::Pass, Reason::Ok) as usize].packets
+    };
+    // No slot yet: "other" (slot 0).
+    assert_eq!(dut.run_n(&frame, 3)?, 3);
+    assert_eq!(dut.fg.assign_iface_slot("lo", lo)?, IfaceSlot::Slot(1));
+    assert_eq!(dut.run_n(&frame, 5)?, 5);
+    assert_eq!(dut.run(&arp())?, XDP_PASS);
+    let c = dut.fg.counters()?;
+    assert_eq!((at(&c, 0), at(&c, 1)), (3, 5));
+    assert_eq!(
+        c[iface_counter_index(1, Verdict::Pass, Reason::NonIp) as usize].packets,
+        1
+    );
+    let names = dut.fg.iface_names()?;
+    assert_eq!(names, vec![(1, "lo".to_owned())]);
+    let stats = Stats::from_counters(&c, false).with_interfaces(&c, &names);
+    assert_eq!(stats.passed.packets, 9, "the totals cover every interface");
+    assert_eq!(stats.by_interface["lo"].passed.packets, 6);
+    assert_eq!(stats.by_interface["other"].passed.packets, 3);
+
+    // The same name gets its slot back; new names take free slots until none is left.
+    assert_eq!(dut.fg.assign_iface_slot("lo", lo)?, IfaceSlot::Slot(1));
+    for slot in 2..=MAX_IFACES {
+        let name = format!("fake{slot}");
+        assert_eq!(
+            dut.fg.assign_iface_slot(&name, 4000 + slot)?,
+            IfaceSlot::Slot(slot)
+        );
+    }
+    assert_eq!(
+        dut.fg.assign_iface_slot("one-too-many", 4100)?,
+        IfaceSlot::Full
+    );
+    assert_eq!(
+        dut.fg.assign_iface_slot("fake2", MAX_IFINDEX)?,
+        IfaceSlot::IfindexTooLarge
+    );
+    // "lo" recreated under another index: its old index no longer counts as it.
+    assert_eq!(dut.fg.assign_iface_slot("lo", 4200)?, IfaceSlot::Slot(1));
+    assert_eq!(dut.run_n(&frame, 2)?, 2);
+    let c = dut.fg.counters()?;
+    assert_eq!((at(&c, 0), at(&c, 1)), (5, 5));
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use aya::maps::Array;
 use floodgate::{
     daemon::engine::remove_pins,
     loader::{Capacity, Floodgate, LoadError},
+    tables::IfaceSlot,
 };
 use floodgate_common::{LAYOUT_VERSION, Meta, Policy, Reason, Verdict, maps};
 use floodgate_tests::{
@@ -34,9 +35,17 @@ fn a_second_load_adopts_counters_and_sources() -> Result<()> {
     let fs = BpfFs::new()?;
     let dir = fs.path().join("fg");
     let frame = Frame::udp(ip("198.18.5.5"), 80).build();
+    // BPF_PROG_TEST_RUN frames come in on the loopback device.
+    let lo = {
+        let c = std::ffi::CString::new("lo")?;
+        // SAFETY: a NUL-terminated string that outlives the call.
+        unsafe { libc::if_nametoindex(c.as_ptr()) }
+    };
     {
         let mut fg = Floodgate::load(CAP, Some(&dir))?;
         assert!(!fg.adopted());
+        assert_eq!(fg.assign_iface_slot("other0", 4000)?, IfaceSlot::Slot(1));
+        assert_eq!(fg.assign_iface_slot("lo", lo)?, IfaceSlot::Slot(2));
         fg.write_settings(&settings())?;
         fg.write_policies(
             &[Policy {
@@ -53,8 +62,17 @@ fn a_second_load_adopts_counters_and_sources() -> Result<()> {
     assert!(fg.adopted());
     // The bucket, the counters and the policy carried over.
     assert_eq!(run(&fg, &frame)?, XDP_DROP);
-    let stats = floodgate::stats::Stats::from_counters(&fg.counters()?, false);
+    let counters = fg.counters()?;
+    let names = fg.iface_names()?;
+    let stats =
+        floodgate::stats::Stats::from_counters(&counters, false).with_interfaces(&counters, &names);
     assert_eq!(stats.packets(Reason::RatePackets, Verdict::Drop), 3);
+    // The interface slots and their counts carried over too.
+    assert_eq!(names, vec![(1, "other0".to_owned()), (2, "lo".to_owned())]);
+    assert_eq!(stats.by_interface["lo"].dropped.packets, 3);
+    assert_eq!(stats.by_interface["lo"].passed.packets, 3);
+    let mut fg = fg;
+    assert_eq!(fg.assign_iface_slot("lo", lo)?, IfaceSlot::Slot(2));
     assert_eq!(fg.source(ip("198.18.5.5"))?.context("tracked")?.packets, 6);
     drop(fg);
     remove_pins(&dir)?;

@@ -11,7 +11,7 @@ use aya::{
     },
 };
 use floodgate_common::{LAYOUT_VERSION, Meta, PROGRAM_NAME, maps};
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::object;
 
@@ -251,7 +251,7 @@ impl Floodgate {
                 }
             },
         };
-        info!(iface, mode = attached.name(), "XDP program attached");
+        debug!(iface, mode = attached.name(), "XDP program attached");
         Ok((attached, id))
     }
 

@@ -4,8 +4,9 @@ use std::{collections::BTreeSet, net::IpAddr};
 
 use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key as LpmKey};
 use floodgate_common::{
-    AddrKey, Ban, BanKey, BlockEntry, COUNTER_SLOTS, Counter, GlobalState, Policy, PortKey,
-    SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK, SETTINGS_HAS_RULES, Settings, TrackState, maps,
+    AddrKey, Ban, BanKey, BlockEntry, COUNTER_ENTRIES, Counter, GlobalState, IFACE_SLOTS,
+    IfaceName, MAX_IFINDEX, Policy, PortKey, SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK,
+    SETTINGS_HAS_RULES, Settings, TrackState, maps,
 };
 
 use crate::loader::{Floodgate, LoadError};
@@ -26,6 +27,23 @@ fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
         }
         other => other,
     }
+}
+
+/// Where an interface's packets are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfaceSlot {
+    /// Its own block of `COUNTERS`.
+    Slot(u32),
+    /// Under "other": every slot is taken by an interface seen earlier.
+    Full,
+    /// Under "other": its ifindex is past the end of `IFINDEX_SLOTS`.
+    IfindexTooLarge,
+}
+
+/// The name in an `IFACE_NAMES` entry; `None` for a free slot.
+fn iface_name(v: &IfaceName) -> Option<String> {
+    let end = v.name.iter().position(|b| *b == 0).unwrap_or(v.name.len());
+    (end > 0).then(|| String::from_utf8_lossy(&v.name[..end]).into_owned())
 }
 
 impl Floodgate {
@@ -178,11 +196,12 @@ impl Floodgate {
         Ok(out)
     }
 
-    /// Global counters summed over CPUs, indexed like `COUNTERS`.
+    /// The counters summed over CPUs, indexed like `COUNTERS`: one block of
+    /// `COUNTER_SLOTS` per interface slot (see `iface_counter_index`).
     pub fn counters(&self) -> Result<Vec<Counter>, LoadError> {
         let m: PerCpuArray<_, Counter> = self.typed_map_ref(maps::COUNTERS)?;
-        let mut out = Vec::with_capacity(COUNTER_SLOTS as usize);
-        for slot in 0..COUNTER_SLOTS {
+        let mut out = Vec::with_capacity(COUNTER_ENTRIES as usize);
+        for slot in 0..COUNTER_ENTRIES {
             let per_cpu = m.get(&slot, 0).map_err(map_err(maps::COUNTERS))?;
             let mut sum = Counter::default();
             for c in per_cpu.iter() {
@@ -192,6 +211,72 @@ impl Floodgate {
             out.push(sum);
         }
         Ok(out)
+    }
+
+    /// Names of the interface slots that have one, by slot (slot 0 never does).
+    pub fn iface_names(&self) -> Result<Vec<(u32, String)>, LoadError> {
+        let m: Array<_, IfaceName> = self.typed_map_ref(maps::IFACE_NAMES)?;
+        let mut out = Vec::new();
+        for slot in 1..IFACE_SLOTS {
+            let v = m.get(&slot, 0).map_err(map_err(maps::IFACE_NAMES))?;
+            if let Some(name) = iface_name(&v) {
+                out.push((slot, name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Gives interface `name` (index `ifindex`) its own block of `COUNTERS`:
+    /// the slot it had before (pinned maps remember it across restarts), or a
+    /// free one. The name is written before the program is pointed at the
+    /// slot, so every counted packet has a name to go with it.
+    pub fn assign_iface_slot(&mut self, name: &str, ifindex: u32) -> Result<IfaceSlot, LoadError> {
+        if ifindex == 0 || ifindex >= MAX_IFINDEX {
+            return Ok(IfaceSlot::IfindexTooLarge);
+        }
+        let mut names: Array<_, IfaceName> = self.typed_map(maps::IFACE_NAMES)?;
+        let mut mine = None;
+        let mut free = None;
+        for slot in 1..IFACE_SLOTS {
+            let v = names.get(&slot, 0).map_err(map_err(maps::IFACE_NAMES))?;
+            match iface_name(&v) {
+                Some(n) if n == name => {
+                    mine = Some((slot, v.ifindex));
+                    break;
+                }
+                None if free.is_none() => free = Some(slot),
+                _ => {}
+            }
+        }
+        let (slot, stale_ifindex) = match (mine, free) {
+            (Some((slot, old)), _) => (slot, (old != ifindex).then_some(old)),
+            (None, Some(slot)) => (slot, None),
+            (None, None) => return Ok(IfaceSlot::Full),
+        };
+        let mut entry = IfaceName {
+            ifindex,
+            ..IfaceName::default()
+        };
+        let bytes = name.as_bytes();
+        let len = bytes.len().min(entry.name.len() - 1);
+        entry.name[..len].copy_from_slice(&bytes[..len]);
+        names
+            .set(slot, entry, 0)
+            .map_err(map_err(maps::IFACE_NAMES))?;
+        let mut slots: Array<_, u32> = self.typed_map(maps::IFINDEX_SLOTS)?;
+        // The interface was recreated under a new index: its old index may
+        // come back as another interface, which must not count as this one.
+        if let Some(old) = stale_ifindex
+            && old != 0
+            && old < MAX_IFINDEX
+            && slots.get(&old, 0).ok() == Some(slot)
+        {
+            slots.set(old, 0, 0).map_err(map_err(maps::IFINDEX_SLOTS))?;
+        }
+        slots
+            .set(ifindex, slot, 0)
+            .map_err(map_err(maps::IFINDEX_SLOTS))?;
+        Ok(IfaceSlot::Slot(slot))
     }
 
     pub fn global_state(&self) -> Result<GlobalState, LoadError> {

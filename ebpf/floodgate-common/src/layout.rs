@@ -195,6 +195,20 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+/// Value of `IFACE_NAMES` (indexed by interface slot): which interface a slot of
+/// `COUNTERS` belongs to. Written by the daemon at attach and pinned with the
+/// counters, so a restarted daemon gives each interface its old slot back.
+/// An empty name: the slot is free.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceName {
+    /// Interface name, NUL-padded (IFNAMSIZ is 16 with the NUL).
+    pub name: [u8; 16],
+    /// The ifindex the slot was last mapped from in `IFINDEX_SLOTS`.
+    pub ifindex: u32,
+    pub _pad: u32,
+}
+
 /// Shared global state, slot 0 of `GLOBAL_STATE`, updated with atomics.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -282,6 +296,7 @@ mod pod {
         super::GlobalState,
         super::Event,
         super::Meta,
+        super::IfaceName,
     );
 }
 
@@ -303,6 +318,7 @@ mod tests {
         assert_eq!(size_of::<Ban>(), 32);
         assert_eq!(size_of::<Event>(), 8 + 16 + 8 + 24);
         assert_eq!(size_of::<Meta>(), 16);
+        assert_eq!(size_of::<IfaceName>(), 24);
     }
 
     #[test]

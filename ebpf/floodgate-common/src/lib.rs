@@ -15,11 +15,15 @@ pub mod layout;
 pub mod reason;
 
 pub use layout::*;
-pub use reason::{COUNTER_SLOTS, Reason, Verdict, counter_index};
+pub use reason::{
+    COUNTER_ENTRIES, COUNTER_SLOTS, IFACE_SLOTS, MAX_IFACES, MAX_IFINDEX, Reason, Verdict,
+    counter_index, iface_counter_index,
+};
 
 /// Bumped whenever a map's key or value layout, or a map's meaning, changes.
 /// Stored in the `META` map so a daemon never adopts pinned maps it would misread.
-pub const LAYOUT_VERSION: u32 = 1;
+/// 2: `COUNTERS` per interface slot, `IFINDEX_SLOTS` and `IFACE_NAMES` added.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Map names, shared so userspace and the program cannot disagree.
 pub mod maps {
@@ -36,9 +40,11 @@ pub mod maps {
     pub const COUNTERS: &str = "COUNTERS";
     pub const GLOBAL_STATE: &str = "GLOBAL_STATE";
     pub const EVENTS: &str = "EVENTS";
+    pub const IFINDEX_SLOTS: &str = "IFINDEX_SLOTS";
+    pub const IFACE_NAMES: &str = "IFACE_NAMES";
 
     /// Every map the program defines; pinned and adopted as a set.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 15] = [
         META,
         SETTINGS,
         POLICIES,
@@ -52,6 +58,8 @@ pub mod maps {
         COUNTERS,
         GLOBAL_STATE,
         EVENTS,
+        IFINDEX_SLOTS,
+        IFACE_NAMES,
     ];
 }
 

@@ -42,7 +42,8 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Number of reason codes; the `COUNTERS` map has `VERDICT_COUNT * COUNT` slots.
+    /// Number of reason codes; `COUNTERS` has `Verdict::COUNT * COUNT` slots per
+    /// interface slot.
     pub const COUNT: u32 = 16;
 
     pub const ALL: [Reason; Self::COUNT as usize] = [
@@ -136,13 +137,39 @@ impl Verdict {
     }
 }
 
-/// Index of a (verdict, reason) pair in the `COUNTERS` per-CPU array.
+/// Index of a (verdict, reason) pair within one interface's block of the
+/// `COUNTERS` per-CPU array (see [`iface_counter_index`]).
 pub const fn counter_index(verdict: Verdict, reason: Reason) -> u32 {
     verdict as u32 * Reason::COUNT + reason as u32
 }
 
-/// Number of slots in the `COUNTERS` map.
+/// Number of (verdict, reason) slots: one interface's share of `COUNTERS`.
 pub const COUNTER_SLOTS: u32 = Verdict::COUNT * Reason::COUNT;
+
+/// Interfaces counted separately. Attached interfaces get slots 1..=MAX_IFACES
+/// (assigned by the daemon at attach, remembered in `IFACE_NAMES`); slot 0,
+/// "other", counts every packet from an interface without a slot.
+pub const MAX_IFACES: u32 = 16;
+/// Interface slots in `COUNTERS`, "other" included.
+pub const IFACE_SLOTS: u32 = MAX_IFACES + 1;
+/// Entries of the `COUNTERS` per-CPU array: one block of [`COUNTER_SLOTS`] per
+/// interface slot.
+pub const COUNTER_ENTRIES: u32 = IFACE_SLOTS * COUNTER_SLOTS;
+/// Interfaces with an ifindex at or above this have no slot (`IFINDEX_SLOTS` is
+/// an array indexed by ifindex, the cheapest lookup there is) and count as "other".
+pub const MAX_IFINDEX: u32 = 8192;
+
+/// Index in `COUNTERS` of (verdict, reason) on interface slot `iface_slot`.
+/// A slot out of range counts as slot 0 ("other"), so the index is always in
+/// bounds.
+pub const fn iface_counter_index(iface_slot: u32, verdict: Verdict, reason: Reason) -> u32 {
+    let slot = if iface_slot < IFACE_SLOTS {
+        iface_slot
+    } else {
+        0
+    };
+    slot * COUNTER_SLOTS + counter_index(verdict, reason)
+}
 
 #[cfg(test)]
 mod tests {
@@ -168,5 +195,37 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn interface_blocks_tile_the_counters_without_overlap() {
+        let mut seen = [false; COUNTER_ENTRIES as usize];
+        for slot in 0..IFACE_SLOTS {
+            for v in Verdict::ALL {
+                for r in Reason::ALL {
+                    let i = iface_counter_index(slot, v, r);
+                    assert_eq!(i / COUNTER_SLOTS, slot);
+                    assert_eq!(i % COUNTER_SLOTS, counter_index(v, r));
+                    assert!(!seen[i as usize]);
+                    seen[i as usize] = true;
+                }
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+        // Slot 0 keeps the old single-interface layout; bad slots fold into it.
+        assert_eq!(
+            iface_counter_index(0, Verdict::Drop, Reason::Banned),
+            counter_index(Verdict::Drop, Reason::Banned)
+        );
+        for bad in [IFACE_SLOTS, IFACE_SLOTS + 1, u32::MAX] {
+            assert_eq!(
+                iface_counter_index(bad, Verdict::Pass, Reason::Ok),
+                counter_index(Verdict::Pass, Reason::Ok)
+            );
+        }
+        assert_eq!(
+            iface_counter_index(MAX_IFACES, Verdict::WouldDrop, Reason::Fragment),
+            COUNTER_ENTRIES - 1
+        );
     }
 }

@@ -11,15 +11,15 @@ use floodgate_common::{
     AddrKey, Ban, BanKey, EVENT_BAN, Event, GlobalState, POLICY_MONITOR, Policy, PortKey, Reason,
     SETTINGS_DROP_MALFORMED, SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK, SETTINGS_HAS_RULES,
     SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED, SETTINGS_READY, Settings, TrackState, Verdict,
-    counter_index,
+    iface_counter_index,
 };
 
 use crate::{
     atomic::Cell,
     bucket::{CAS_TRIES, Take, quota_refund, quota_take, refund, take},
     maps::{
-        ALLOW, BANS, BLOCK, COUNTERS, EVENTS, GLOBAL_STATE, POLICIES, PORTS, PREFIXES, RULES,
-        SETTINGS, SOURCES,
+        ALLOW, BANS, BLOCK, COUNTERS, EVENTS, GLOBAL_STATE, IFINDEX_SLOTS, POLICIES, PORTS,
+        PREFIXES, RULES, SETTINGS, SOURCES,
     },
     parse::Packet,
 };
@@ -28,11 +28,23 @@ use crate::{
 /// multiplication below and keeps durations sane before the cap applies).
 const MAX_OFFENSES: u32 = 32;
 
-/// Adds one packet to the per-CPU (verdict, reason) counter. Per-CPU slots are
-/// only touched by their own CPU with preemption off, so plain adds are exact.
+/// The `COUNTERS` slot of the interface a packet came in on: 0 ("other") for an
+/// interface the daemon did not give a slot, or an ifindex beyond the table.
 #[inline(always)]
-pub fn count(verdict: Verdict, reason: Reason, len: u64) {
-    if let Some(c) = COUNTERS.get_ptr_mut(counter_index(verdict, reason)) {
+pub fn iface_slot(ctx: &XdpContext) -> u32 {
+    // Lossless: xdp_md's ingress_ifindex is a u32 (usize is only aya's accessor
+    // type). The lookup fails past the table's end; a stored slot out of range
+    // is folded to 0 by `iface_counter_index`.
+    let ifindex = ctx.ingress_ifindex() as u32;
+    IFINDEX_SLOTS.get(ifindex).copied().unwrap_or(0)
+}
+
+/// Adds one packet to the per-CPU (interface, verdict, reason) counter. Per-CPU
+/// slots are only touched by their own CPU with preemption off, so plain adds
+/// are exact.
+#[inline(always)]
+pub fn count(iface_slot: u32, verdict: Verdict, reason: Reason, len: u64) {
+    if let Some(c) = COUNTERS.get_ptr_mut(iface_counter_index(iface_slot, verdict, reason)) {
         // SAFETY: the pointer is a live per-CPU map value.
         unsafe {
             (*c).packets += 1;

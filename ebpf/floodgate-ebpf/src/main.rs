@@ -30,7 +30,7 @@ pub fn floodgate(ctx: XdpContext) -> u32 {
         Err(parse::ParseError::NonIp) => (Verdict::Pass, Reason::NonIp),
         Err(parse::ParseError::Malformed) => (decide::malformed_verdict(), Reason::Malformed),
     };
-    decide::count(verdict, reason, len);
+    decide::count(decide::iface_slot(&ctx), verdict, reason, len);
     match verdict {
         Verdict::Drop => xdp_action::XDP_DROP,
         Verdict::Pass | Verdict::WouldDrop => xdp_action::XDP_PASS,

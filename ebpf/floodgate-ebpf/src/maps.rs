@@ -6,9 +6,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use floodgate_common::{
-    AddrKey, Ban, BanKey, BlockEntry, COUNTER_SLOTS, Counter, DEFAULT_LIST_CAPACITY,
-    DEFAULT_SOURCE_CAPACITY, EVENTS_BYTES, GlobalState, MAX_POLICIES, MAX_PORTS, Meta, Policy,
-    PortKey, Settings, TrackState,
+    AddrKey, Ban, BanKey, BlockEntry, COUNTER_ENTRIES, Counter, DEFAULT_LIST_CAPACITY,
+    DEFAULT_SOURCE_CAPACITY, EVENTS_BYTES, GlobalState, IFACE_SLOTS, IfaceName, MAX_IFINDEX,
+    MAX_POLICIES, MAX_PORTS, Meta, Policy, PortKey, Settings, TrackState,
 };
 
 /// Layout version and creation parameters, written by userspace.
@@ -54,9 +54,23 @@ pub static PREFIXES: LruHashMap<AddrKey, TrackState> =
 #[map]
 pub static BANS: LruHashMap<BanKey, Ban> = LruHashMap::with_max_entries(DEFAULT_SOURCE_CAPACITY, 0);
 
-/// Packets and bytes per (verdict, reason), per CPU.
+/// Packets and bytes per (interface slot, verdict, reason), per CPU; indexed by
+/// `iface_counter_index`.
 #[map]
-pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// Ingress ifindex → interface slot in `COUNTERS` (0, "other", when unset).
+/// An array rather than a hash: the kernel inlines array lookups into a bounds
+/// check and an add, so attributing a packet to its interface costs a few
+/// instructions, not a hash lookup. Ifindexes from `MAX_IFINDEX` up fall to
+/// slot 0 (the daemon warns when it attaches to one).
+#[map]
+pub static IFINDEX_SLOTS: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
+
+/// Interface slot → interface name; only userspace reads it (kept in a map so it
+/// is pinned, and adopted, together with the counters it names).
+#[map]
+pub static IFACE_NAMES: Array<IfaceName> = Array::with_max_entries(IFACE_SLOTS, 0);
 
 /// Shared global state (slot 0), updated with atomics.
 #[map]

@@ -1,6 +1,9 @@
 //! `floodgate run`.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::IsTerminal as _,
+    path::{Path, PathBuf},
+};
 
 use tracing_subscriber::{EnvFilter, fmt};
 
@@ -51,7 +54,12 @@ pub fn run(args: &RunArgs, socket: &Path) -> Result<(), Failure> {
     let filter =
         EnvFilter::try_from_env("FLOODGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let init = match args.log_format {
-        LogFormat::Text => fmt().with_env_filter(filter).with_target(false).try_init(),
+        // Colours only on a terminal: journald and log files get plain key=value.
+        LogFormat::Text => fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
         LogFormat::Json => fmt().json().with_env_filter(filter).try_init(),
     };
     init.map_err(|e| Failure::new(1, format!("setting up logging: {e}")))?;

@@ -81,7 +81,8 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
     }
     println!("{t}");
     println!(
-        "eviction pressure: {} (sources inserted {}); ban events suppressed {}, lost {}",
+        "eviction pressure: {} (sources inserted {}); ban events suppressed {}, lost {}; \
+         log lines suppressed {}",
         if s.eviction_pressure {
             "YES — first-seen sources draw on the new-source budget"
         } else {
@@ -89,7 +90,8 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
         },
         render::count(s.source_inserts),
         render::count(s.events_suppressed),
-        render::count(s.events_lost)
+        render::count(s.events_lost),
+        render::count(s.log_lines_suppressed)
     );
     Ok(())
 }
@@ -133,6 +135,18 @@ fn print_stats(s: &Stats, previous: Option<(&Stats, f64)>) {
         t.add_row(row);
     }
     println!("{t}");
+    if !s.by_interface.is_empty() {
+        let mut t = render::table(&["interface", "passed", "dropped", "would drop"]);
+        for (name, i) in &s.by_interface {
+            t.add_row(vec![
+                comfy_table::Cell::new(name),
+                render::num(i.passed.packets),
+                render::num(i.dropped.packets),
+                render::num(i.would_drop.packets),
+            ]);
+        }
+        println!("{t}");
+    }
 }
 
 pub async fn stats(cli: &Cli, args: &StatsArgs) -> Result<(), Failure> {

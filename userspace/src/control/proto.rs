@@ -130,6 +130,11 @@ pub struct Status {
     pub eviction_pressure: bool,
     pub events_suppressed: u64,
     pub events_lost: u64,
+    /// Event log lines this daemon did not write because of the `[events] rate`
+    /// limit (ban events the program held back included). Absent from older
+    /// daemons' replies.
+    #[serde(default)]
+    pub log_lines_suppressed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

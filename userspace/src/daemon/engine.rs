@@ -4,6 +4,7 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
     time::Instant,
 };
 
@@ -13,6 +14,7 @@ use tracing::{info, warn};
 
 use super::{
     DaemonError, Options, links,
+    loglimit::{Kind, LogLimiter},
     runtime::{Runtime, unix_now},
 };
 use crate::{
@@ -25,6 +27,7 @@ use crate::{
     loader::{Capacity, Floodgate},
     policy::{Compiled, compile},
     stats::Stats,
+    tables::IfaceSlot,
 };
 
 const SECOND: u64 = 1_000_000_000;
@@ -56,6 +59,12 @@ pub struct Engine {
     started: Instant,
     /// Policy slots written last time (stale ones are cleared after a reload).
     policies_len: usize,
+    /// Rate limit on event log lines; shared with the logger of the program's
+    /// own records (see `ProgramLog`).
+    pub logs: Arc<Mutex<LogLimiter>>,
+    /// `GlobalState::events_suppressed` when last read: its growth is ban log
+    /// lines the program held back, counted into `logs`.
+    kernel_suppressed_seen: u64,
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, DaemonError> {
@@ -84,6 +93,10 @@ impl Engine {
         if fg.adopted() {
             info!(pin_dir = %opts.pin_dir.display(), "adopted pinned maps: counters, bans and tracked sources carry over");
         }
+        // Ban events the program suppressed before this daemon started were
+        // reported (or not) by the daemon of their time.
+        let kernel_suppressed_seen = fg.global_state()?.events_suppressed;
+        let logs = Arc::new(Mutex::new(LogLimiter::new(config.event_rate)));
         let mut engine = Engine {
             fg,
             pin_dir: opts.pin_dir.clone(),
@@ -95,17 +108,39 @@ impl Engine {
             interfaces: Vec::new(),
             started: Instant::now(),
             policies_len: 0,
+            logs,
+            kernel_suppressed_seen,
         };
         engine.apply()?;
         for iface in &opts.ifaces {
+            let slot = engine.count_iface(iface)?;
             let previous = engine.runtime.attached.get(iface).copied();
-            let mode = links::attach_pinned(
+            let (mode, replaced) = links::attach_pinned(
                 &mut engine.fg,
                 iface,
                 opts.xdp_mode,
                 &opts.pin_dir,
                 previous,
             )?;
+            if engine.log_allowed(Kind::Attach) {
+                if replaced {
+                    info!(
+                        event = "attach",
+                        iface,
+                        xdp_mode = mode.name(),
+                        counter_slot = slot,
+                        "replaced the program in the pinned XDP link (no unfiltered gap)"
+                    );
+                } else {
+                    info!(
+                        event = "attach",
+                        iface,
+                        xdp_mode = mode.name(),
+                        counter_slot = slot,
+                        "XDP program attached"
+                    );
+                }
+            }
             engine.runtime.attached.insert(iface.clone(), mode);
             engine.interfaces.push(InterfaceStatus {
                 name: iface.clone(),
@@ -114,6 +149,50 @@ impl Engine {
         }
         engine.runtime.save(&engine.state_dir)?;
         Ok(engine)
+    }
+
+    /// True when a log line of `kind` may be written now (see `LogLimiter`).
+    pub fn log_allowed(&self, kind: Kind) -> bool {
+        self.logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(kind, Instant::now())
+    }
+
+    /// Gives `iface` its own counters before the program is attached to it, so
+    /// its first packets are already attributed. Returns the slot (0: "other").
+    fn count_iface(&mut self, iface: &str) -> Result<u32, DaemonError> {
+        let ifindex = match std::ffi::CString::new(iface) {
+            // SAFETY: a NUL-terminated string that outlives the call.
+            Ok(c) => unsafe { libc::if_nametoindex(c.as_ptr()) },
+            Err(_) => 0,
+        };
+        if ifindex == 0 {
+            // No such interface: attaching will fail with a clear error.
+            return Ok(0);
+        }
+        Ok(match self.fg.assign_iface_slot(iface, ifindex)? {
+            IfaceSlot::Slot(s) => s,
+            IfaceSlot::Full => {
+                warn!(
+                    iface,
+                    max = floodgate_common::MAX_IFACES,
+                    "every per-interface counter slot is taken by interfaces seen earlier; \
+                     this one's packets count under iface=\"other\" (`floodgate detach` resets the slots)"
+                );
+                0
+            }
+            IfaceSlot::IfindexTooLarge => {
+                warn!(
+                    iface,
+                    ifindex,
+                    max = floodgate_common::MAX_IFINDEX,
+                    "the interface index is too large for a per-interface counter slot; \
+                     its packets count under iface=\"other\""
+                );
+                0
+            }
+        })
     }
 
     fn mode(&self) -> Mode {
@@ -189,13 +268,18 @@ impl Engine {
             );
         }
         let old = std::mem::replace(&mut self.compiled, compiled);
-        self.config = config;
+        let old_config = std::mem::replace(&mut self.config, config);
         if let Err(e) = self.apply() {
             // Put the old policy back: a half-applied reload is worse than none.
             self.compiled = old;
+            self.config = old_config;
             let _ = self.apply();
             return Err(e);
         }
+        self.logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_rate(self.config.event_rate);
         let message = format!(
             "reloaded {}: {} rules, {} allow and {} block entries, mode {}",
             self.config_source(),
@@ -204,7 +288,17 @@ impl Engine {
             self.compiled.block.len(),
             self.mode().name()
         );
-        info!("{message}");
+        if self.log_allowed(Kind::Reload) {
+            info!(
+                event = "reload",
+                config = %self.config_source(),
+                rules = self.compiled.rules.len(),
+                allow = self.compiled.allow.len(),
+                block = self.compiled.block.len(),
+                mode = self.mode().name(),
+                "{message}"
+            );
+        }
         Ok(message)
     }
 
@@ -215,8 +309,9 @@ impl Engine {
         )
     }
 
-    /// Periodic work: ends temporary blocks.
+    /// Periodic work: ends temporary blocks, reports suppressed log lines.
     pub fn tick(&mut self) {
+        self.report_suppressed();
         if self.runtime.expire(unix_now()) {
             if let Err(e) = self.runtime.save(&self.state_dir) {
                 warn!(error = %e, "saving runtime state");
@@ -225,6 +320,33 @@ impl Engine {
                 warn!(error = %e, "removing expired blocks");
             }
         }
+    }
+
+    /// Counts the ban events the program held back since the last look, and
+    /// logs the summary of suppressed lines when one is due.
+    fn report_suppressed(&mut self) {
+        let kernel = self.fg.global_state().map_or(0, |g| g.events_suppressed);
+        let new = kernel.saturating_sub(self.kernel_suppressed_seen);
+        self.kernel_suppressed_seen = self.kernel_suppressed_seen.max(kernel);
+        let mut logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        logs.suppressed(Kind::Ban, new);
+        if let Some(s) = logs.summary(Instant::now()) {
+            warn!(
+                event = "log_suppressed",
+                suppressed = s.suppressed,
+                kinds = s.to_string(),
+                total = logs.total(),
+                "suppressed {} log lines (over the [events] rate limit)",
+                s.suppressed
+            );
+        }
+    }
+
+    /// Log lines suppressed since the daemon started, the program's held-back
+    /// ban events included (also those since the last tick).
+    fn log_lines_suppressed(&self, kernel_now: u64) -> u64 {
+        let logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        logs.total() + kernel_now.saturating_sub(self.kernel_suppressed_seen)
     }
 
     pub fn handle(&mut self, request: Request) -> (Response, After) {
@@ -251,13 +373,17 @@ impl Engine {
     fn dispatch(&mut self, request: Request) -> Result<(Reply, After), DaemonError> {
         match request {
             Request::Status => Ok((Reply::Status(self.status()?), After::Continue)),
-            Request::Stats => Ok((
-                Reply::Stats(Stats::from_counters(
-                    &self.fg.counters()?,
-                    self.mode() == Mode::Monitor,
-                )),
-                After::Continue,
-            )),
+            Request::Stats => {
+                let counters = self.fg.counters()?;
+                let names = self.fg.iface_names()?;
+                Ok((
+                    Reply::Stats(
+                        Stats::from_counters(&counters, self.mode() == Mode::Monitor)
+                            .with_interfaces(&counters, &names),
+                    ),
+                    After::Continue,
+                ))
+            }
             Request::Top { n, by, prefixes } => Ok((
                 Reply::Top {
                     rows: self.top(n, by, prefixes)?,
@@ -359,7 +485,9 @@ impl Engine {
             Request::Mode { mode } => {
                 self.runtime.mode = Some(mode);
                 self.save_and_apply()?;
-                info!(mode = mode.name(), "mode changed");
+                if self.log_allowed(Kind::Mode) {
+                    info!(event = "mode", mode = mode.name(), "mode changed");
+                }
                 Self::done(format!("mode is now {}", mode.name()))
             }
             Request::Reload => Self::done(self.reload()?),
@@ -380,7 +508,9 @@ impl Engine {
                 self.interfaces.retain(|i| i.name != name);
                 self.runtime.attached.remove(&name);
                 self.runtime.save(&self.state_dir)?;
-                info!(iface = name, "detached");
+                if self.log_allowed(Kind::Detach) {
+                    info!(event = "detach", iface = name, "detached");
+                }
                 let after = if self.interfaces.is_empty() {
                     After::Exit
                 } else {
@@ -397,7 +527,13 @@ impl Engine {
                 remove_pins(&self.pin_dir).map_err(io)?;
                 self.runtime.attached.clear();
                 self.runtime.save(&self.state_dir)?;
-                info!("detached from every interface and removed the pins");
+                if self.log_allowed(Kind::Detach) {
+                    info!(
+                        event = "detach",
+                        iface = "*",
+                        "detached from every interface and removed the pins"
+                    );
+                }
                 Ok((
                     Reply::Done {
                         message: "detached from every interface; pins removed".into(),
@@ -444,6 +580,7 @@ impl Engine {
                 && g.source_inserts >= settings.pressure_threshold,
             events_suppressed: g.events_suppressed,
             events_lost: g.events_lost,
+            log_lines_suppressed: self.log_lines_suppressed(g.events_suppressed),
         })
     }
 
@@ -514,7 +651,14 @@ impl Engine {
             }
             self.fg.remove_ban(k)?;
         }
-        info!(cleared, "bans cleared");
+        if self.log_allowed(Kind::Unban) {
+            info!(
+                event = "unban",
+                target = %addr.map_or_else(|| "*".to_owned(), |a| a.to_string()),
+                cleared,
+                "bans cleared"
+            );
+        }
         Ok(cleared)
     }
 

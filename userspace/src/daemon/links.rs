@@ -7,7 +7,7 @@ use aya::programs::{
     links::{FdLink, PinnedLink},
     xdp::XdpLink,
 };
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::loader::{AttachMode, AttachedMode, Floodgate, LoadError, program_mut};
 
@@ -23,13 +23,14 @@ fn link_path(pin_dir: &Path, iface: &str) -> PathBuf {
 /// Attaches the program to `iface`. If a link from an earlier run is pinned for
 /// it, the new program replaces the old one in that link atomically: there is
 /// no moment without filtering. Otherwise a new link is created and pinned.
+/// Returns the mode and whether a pinned link was reused (the caller logs it).
 pub fn attach_pinned(
     fg: &mut Floodgate,
     iface: &str,
     mode: AttachMode,
     pin_dir: &Path,
     previous: Option<AttachedMode>,
-) -> Result<AttachedMode, LoadError> {
+) -> Result<(AttachedMode, bool), LoadError> {
     let path = link_path(pin_dir, iface);
     let io_err = |source| LoadError::Io {
         path: path.clone(),
@@ -38,14 +39,7 @@ pub fn attach_pinned(
     std::fs::create_dir_all(links_dir(pin_dir)).map_err(io_err)?;
     if path.exists() {
         match replace(fg, &path) {
-            Ok(()) => {
-                let mode = previous.unwrap_or(AttachedMode::Native);
-                info!(
-                    iface,
-                    "replaced the program in the pinned XDP link (no unfiltered gap)"
-                );
-                return Ok(mode);
-            }
+            Ok(()) => return Ok((previous.unwrap_or(AttachedMode::Native), true)),
             Err(e) => {
                 // The interface went away or the link is stale: start over.
                 warn!(iface, error = %e, "could not reuse the pinned XDP link, attaching anew");
@@ -61,7 +55,7 @@ pub fn attach_pinned(
         path: path.clone(),
         source,
     })?;
-    Ok(attached)
+    Ok((attached, false))
 }
 
 fn replace(fg: &mut Floodgate, path: &Path) -> Result<(), LoadError> {

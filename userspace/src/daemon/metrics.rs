@@ -46,20 +46,27 @@ pub fn render(
 
     let packets = Family::<Labels, Counter>::default();
     let bytes = Family::<Labels, Counter>::default();
-    for (key, r) in &stats.by_reason {
-        let reason = key.split('/').next().unwrap_or(key);
-        let l = labels(&[("verdict", &r.verdict), ("reason", reason)]);
-        packets.get_or_create(&l).inc_by(r.packets);
-        bytes.get_or_create(&l).inc_by(r.bytes);
+    // Per interface: the sum over `iface` is the global total (`stats`).
+    for (iface, i) in &stats.by_interface {
+        for (key, r) in &i.by_reason {
+            let reason = key.split('/').next().unwrap_or(key);
+            let l = labels(&[
+                ("verdict", &r.verdict),
+                ("reason", reason),
+                ("iface", iface),
+            ]);
+            packets.get_or_create(&l).inc_by(r.packets);
+            bytes.get_or_create(&l).inc_by(r.bytes);
+        }
     }
     registry.register(
         "packets",
-        "Packets seen by the XDP program, by verdict and reason",
+        "Packets seen by the XDP program, by verdict, reason and ingress interface",
         packets,
     );
     registry.register(
         "bytes",
-        "Bytes seen by the XDP program, by verdict and reason",
+        "Bytes seen by the XDP program, by verdict, reason and ingress interface",
         bytes,
     );
 
@@ -105,6 +112,13 @@ pub fn render(
         "ban_events_suppressed",
         "Ban events over the event rate limit, not logged",
         suppressed,
+    );
+    let log_suppressed = Counter::<u64>::default();
+    log_suppressed.inc_by(status.log_lines_suppressed);
+    registry.register(
+        "log_lines_suppressed",
+        "Event log lines not written because of the [events] rate limit (since the daemon started)",
+        log_suppressed,
     );
     let lost = Counter::<u64>::default();
     lost.inc_by(status.events_lost);
@@ -225,5 +239,60 @@ pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use floodgate_common::{COUNTER_ENTRIES, Counter, Reason, Verdict, iface_counter_index};
+
+    use super::*;
+    use crate::control::proto::Mode;
+
+    #[test]
+    fn packets_carry_the_iface_label_and_suppressed_lines_are_exposed() {
+        let mut c = vec![Counter::default(); COUNTER_ENTRIES as usize];
+        c[iface_counter_index(1, Verdict::Drop, Reason::Banned) as usize] = Counter {
+            packets: 7,
+            bytes: 700,
+        };
+        c[iface_counter_index(2, Verdict::Drop, Reason::Banned) as usize] = Counter {
+            packets: 3,
+            bytes: 300,
+        };
+        c[iface_counter_index(0, Verdict::Pass, Reason::NonIp) as usize] = Counter {
+            packets: 1,
+            bytes: 60,
+        };
+        let names = [(1, "eth1".to_owned()), (2, "eth2".to_owned())];
+        let stats = Stats::from_counters(&c, false).with_interfaces(&c, &names);
+        let status = Status {
+            version: "0".into(),
+            mode: Mode::Enforce,
+            interfaces: Vec::new(),
+            program_id: 1,
+            uptime_secs: 1,
+            config_source: String::new(),
+            adopted_pinned_state: false,
+            pin_dir: String::new(),
+            maps: Vec::new(),
+            source_inserts: 0,
+            eviction_pressure: false,
+            events_suppressed: 0,
+            events_lost: 0,
+            log_lines_suppressed: 42,
+        };
+        let out = render(&status, &stats, 0).expect("renders");
+        for line in [
+            r#"floodgate_packets_total{verdict="drop",reason="banned",iface="eth1"} 7"#,
+            r#"floodgate_packets_total{verdict="drop",reason="banned",iface="eth2"} 3"#,
+            r#"floodgate_packets_total{verdict="pass",reason="non_ip",iface="other"} 1"#,
+            r#"floodgate_bytes_total{verdict="drop",reason="banned",iface="eth1"} 700"#,
+            "floodgate_log_lines_suppressed_total 42",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} in:\n{out}");
+        }
+        // No series without the label: the sum over iface is the total.
+        assert!(!out.contains(r#"reason="banned"} "#), "{out}");
     }
 }

@@ -7,10 +7,15 @@ pub mod bpffs;
 pub mod engine;
 pub mod events;
 pub mod links;
+pub mod loglimit;
 pub mod metrics;
 pub mod runtime;
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use aya::maps::{MapData, RingBuf};
 use floodgate_common::maps;
@@ -28,6 +33,39 @@ use crate::{
     loader::{AttachMode, LoadError},
 };
 use engine::{After, Engine};
+use loglimit::{Kind, LogLimiter};
+
+/// Where the program's own log records (aya-log) go: to the global logger, within
+/// the event log rate limit (the program logs a line per ban, so a flood of
+/// bans is a flood of these).
+struct ProgramLog {
+    logs: Arc<Mutex<LogLimiter>>,
+}
+
+impl log::Log for ProgramLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        log::logger().enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        // Records the filter drops anyway are not "suppressed".
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let allowed = self
+            .logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(Kind::Program, Instant::now());
+        if allowed {
+            log::logger().log(record);
+        }
+    }
+
+    fn flush(&self) {
+        log::logger().flush();
+    }
+}
 
 /// Everything `floodgate run` is told.
 #[derive(Debug, Clone)]
@@ -90,7 +128,11 @@ fn watch<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>, Da
 /// Runs the daemon until SIGTERM/SIGINT (filtering stays) or a full detach.
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let mut engine = Engine::start(&opts)?;
-    let mut logger = match aya_log::EbpfLogger::init(engine.fg.ebpf_mut()) {
+    let program_log = ProgramLog {
+        logs: Arc::clone(&engine.logs),
+    };
+    let mut logger = match aya_log::EbpfLogger::init_with_logger(engine.fg.ebpf_mut(), program_log)
+    {
         Ok(l) => Some(watch(l, "aya-log ring buffer")?),
         Err(e) => {
             warn!(error = %e, "no log records from the XDP program");
@@ -164,8 +206,14 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             }
             _ = hup.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading]);
-                if let Err(e) = engine.reload() {
-                    warn!(error = %e, "reload refused; the running policy is unchanged");
+                if let Err(e) = engine.reload()
+                    && engine.log_allowed(Kind::Reload)
+                {
+                    warn!(
+                        event = "reload",
+                        error = %e,
+                        "reload refused; the running policy is unchanged"
+                    );
                 }
                 notify(&[sd_notify::NotifyState::Ready]);
             }
@@ -181,8 +229,11 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                 if let Ok(mut guard) = guard {
                     let ring = guard.get_inner_mut();
                     while let Some(record) = ring.next() {
-                        if let Some(e) = events::decode(&record) {
+                        if let Some(e) = events::decode(&record)
+                            && engine.log_allowed(Kind::Ban)
+                        {
                             info!(
+                                event = "ban",
                                 target = %e.target,
                                 reason = e.reason,
                                 duration = %humantime::format_duration(e.duration),

@@ -64,6 +64,12 @@ pub enum BansCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Ban one address for a while ("--for 1h"), as if it had exceeded a limit.
+    Add {
+        addr: IpAddr,
+        #[arg(long = "for", default_value = "1h", value_parser = humantime::parse_duration)]
+        for_: Duration,
+    },
     /// Lift the ban of an address (and of its prefix), or every ban with --all.
     Clear {
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -153,6 +159,16 @@ pub async fn bans(cli: &Cli, cmd: &BansCmd) -> Result<(), Failure> {
             println!("{t}");
             Ok(())
         }
+        BansCmd::Add { addr, for_ } => print_done(
+            call(
+                cli,
+                Request::BansAdd {
+                    addr: *addr,
+                    for_secs: for_.as_secs().max(1),
+                },
+            )
+            .await?,
+        ),
         BansCmd::Clear { addr, .. } => {
             print_done(call(cli, Request::BansClear { addr: *addr }).await?)
         }

@@ -8,6 +8,7 @@ mod lists;
 mod render;
 mod run;
 mod show;
+mod top_watch;
 
 use std::{path::PathBuf, process::ExitCode};
 

@@ -35,6 +35,16 @@ pub struct TopArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// A full-screen view refreshed every interval, with keys to sort, switch
+    /// views, and ban or unban the selected source (see README).
+    #[arg(long)]
+    pub watch: bool,
+    /// Refresh interval for --watch.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// How long `b` bans the selected source for, with --watch.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ban_for: Duration,
 }
 
 pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
@@ -173,6 +183,16 @@ pub async fn stats(cli: &Cli, args: &StatsArgs) -> Result<(), Failure> {
 }
 
 pub async fn top(cli: &Cli, args: &TopArgs) -> Result<(), Failure> {
+    if args.watch {
+        if args.json {
+            return Err(Failure::new(
+                2,
+                "--watch draws a terminal UI and cannot print JSON: drop --json, \
+                 or run `floodgate top --json` repeatedly for a machine-readable feed",
+            ));
+        }
+        return super::top_watch::run(cli, args).await;
+    }
     let request = Request::Top {
         n: args.n,
         by: args.by,

@@ -90,6 +90,12 @@ pub enum Request {
     },
     BlockList,
     BansList,
+    /// Bans one address (a /32 or /128) for `for_secs` seconds, as if it had
+    /// exceeded a limit: it shows in `bans list` and `bans clear` lifts it.
+    BansAdd {
+        addr: IpAddr,
+        for_secs: u64,
+    },
     /// Clears the ban of an address (and of its prefix); `None` clears all.
     BansClear {
         addr: Option<IpAddr>,

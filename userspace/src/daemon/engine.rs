@@ -8,7 +8,9 @@ use std::{
     time::Instant,
 };
 
-use floodgate_common::{BanKey, BlockEntry, Reason, SETTINGS_MONITOR, Settings, TrackState, maps};
+use floodgate_common::{
+    Ban, BanKey, BlockEntry, Reason, SETTINGS_MONITOR, Settings, TrackState, maps,
+};
 use ipnet::IpNet;
 use tracing::{info, warn};
 
@@ -478,6 +480,13 @@ impl Engine {
                 },
                 After::Continue,
             )),
+            Request::BansAdd { addr, for_secs } => {
+                self.add_ban(addr, for_secs)?;
+                Self::done(format!(
+                    "banned {addr} for {}",
+                    humantime::format_duration(std::time::Duration::from_secs(for_secs))
+                ))
+            }
             Request::BansClear { addr } => {
                 let cleared = self.clear_bans(addr)?;
                 Self::done(format!("cleared {cleared} ban(s)"))
@@ -618,6 +627,35 @@ impl Engine {
                 (k, row)
             })
             .collect())
+    }
+
+    /// Bans one address until `for_secs` from now (keeping its offence count).
+    fn add_ban(&mut self, addr: IpAddr, for_secs: u64) -> Result<(), DaemonError> {
+        let key = BanKey {
+            addr: mapped(addr),
+            prefix_len: 128,
+            _pad: 0,
+        };
+        let offenses = self
+            .fg
+            .bans()?
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0, |(_, b)| b.offenses);
+        let now = monotonic_ns();
+        let duration_ns = for_secs.max(1).saturating_mul(SECOND);
+        self.fg.insert_ban(
+            &key,
+            &Ban {
+                until_ns: now.saturating_add(duration_ns),
+                duration_ns,
+                banned_at_ns: now,
+                offenses: offenses.saturating_add(1),
+                reason: Reason::Banned as u32,
+            },
+        )?;
+        info!(%addr, for_secs, "banned from the control socket");
+        Ok(())
     }
 
     fn clear_bans(&mut self, addr: Option<IpAddr>) -> Result<usize, DaemonError> {

@@ -78,7 +78,7 @@ fn install_stages_the_tree_keeps_edited_config_and_uninstall_removes_it() {
     let root = dir.path();
     let prefix = Path::new("/usr/local");
     let layout = install::Layout::new(prefix, root);
-    install::stage(&layout, Path::new(BIN), false).expect("install");
+    install::stage(&layout, Path::new(BIN), Path::new(BIN), false).expect("install");
 
     assert_eq!(tree(root), expected(LOCAL_TREE));
     assert_eq!(
@@ -121,7 +121,7 @@ fn install_stages_the_tree_keeps_edited_config_and_uninstall_removes_it() {
     std::fs::write(&config, "# edited policy\n").expect("edit");
     std::fs::write(&defaults, "FLOODGATE_ARGS=\"--iface eth7\"\n").expect("edit");
     std::fs::write(root.join("usr/local/bin/floodgate"), "stale").expect("edit");
-    install::stage(&layout, Path::new(BIN), false).expect("second install");
+    install::stage(&layout, Path::new(BIN), Path::new(BIN), false).expect("second install");
     assert_eq!(tree(root), expected(LOCAL_TREE));
     assert_eq!(read(&config), "# edited policy\n");
     assert_eq!(read(&defaults), "FLOODGATE_ARGS=\"--iface eth7\"\n");
@@ -201,7 +201,7 @@ const PACKAGE_FILES: &[(&str, &str)] = &[
 #[test]
 fn deb_package_has_the_tree_control_data_and_scripts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let deb = deb::package(Path::new(BIN), "amd64", dir.path()).expect("package");
+    let deb = deb::package(Path::new(BIN), Path::new(BIN), "amd64", dir.path()).expect("package");
     assert_eq!(
         deb,
         dir.path()

@@ -54,6 +54,11 @@ impl Target {
             })
     }
 
+    /// The static target of the machine xtask runs on.
+    pub fn host() -> Result<Target> {
+        Target::parse(&format!("{}-unknown-linux-musl", std::env::consts::ARCH))
+    }
+
     /// Every target `setup` prepares.
     pub fn all() -> impl Iterator<Item = &'static str> {
         TARGETS.iter().map(|t| t.triple)
@@ -126,4 +131,16 @@ fn check_static(bin: &Path, target: Target) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A binary of the same sources that runs here, to print the man page,
+/// completions and default config: `built` itself, or for a cross build the
+/// host's static build.
+pub fn runnable(target: Target, built: &Path) -> Result<PathBuf> {
+    let host = Target::host()?;
+    if host.triple == target.triple {
+        Ok(built.to_owned())
+    } else {
+        artifact(host, true)
+    }
 }

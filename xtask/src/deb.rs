@@ -31,21 +31,28 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn run(target: &str) -> Result<()> {
     let target = build::Target::parse(target)?;
     let built = build::artifact(target, true)?;
-    let deb = package(&built, target.deb_arch, &util::target_dir().join("debian"))?;
+    let runnable = build::runnable(target, &built)?;
+    let deb = package(
+        &built,
+        &runnable,
+        target.deb_arch,
+        &util::target_dir().join("debian"),
+    )?;
     println!("built: {}", deb.display());
     Ok(())
 }
 
 /// Stages `binary` as a package for `arch` in `out/floodgate_<version>_<arch>/`
 /// and builds `out/floodgate_<version>_<arch>.deb`; returns the .deb's path.
-pub fn package(binary: &Path, arch: &str, out: &Path) -> Result<PathBuf> {
+/// `runnable` is `binary` or, for a cross build, a build of it for this host.
+pub fn package(binary: &Path, runnable: &Path, arch: &str, out: &Path) -> Result<PathBuf> {
     let name = format!("floodgate_{VERSION}_{arch}");
     let root = out.join(&name);
     if root.exists() {
         std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
     }
     let layout = Layout::package(&root);
-    install::stage(&layout, binary, false)?;
+    install::stage(&layout, binary, runnable, false)?;
     strip_debug(&layout.bin)?;
     control_dir(&root, &layout, arch)?;
     let deb = out.join(format!("{name}.deb"));

@@ -138,16 +138,18 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-/// Writes the whole tree of `l` from the binary `built`: the binary, the unit
+/// Writes the whole tree of `l` with the binary `built`: the binary, the unit
 /// (`ExecStart` in `l.bindir`), man page, completions, and the config and
-/// defaults files unless they exist.
-pub fn stage(l: &Layout, built: &Path, dry_run: bool) -> Result<()> {
+/// defaults files unless they exist. The texts come from running `runnable`:
+/// `built` itself, or for a cross build the same sources built for this host.
+pub fn stage(l: &Layout, built: &Path, runnable: &Path, dry_run: bool) -> Result<()> {
     write(
         &l.bin,
         &std::fs::read(built).with_context(|| format!("reading {}", built.display()))?,
         0o755,
         dry_run,
     )?;
+    let built = runnable;
     let unit = UNIT.replace("@BINDIR@", &l.bindir.display().to_string());
     write(&l.unit, unit.as_bytes(), 0o644, dry_run)?;
     let man = output_of(built, &["man"])?;
@@ -205,7 +207,8 @@ pub fn install(prefix: &Path, root: &Path, target: &str, dry_run: bool) -> Resul
     } else {
         build::artifact(target, true)?
     };
-    stage(&l, &built, dry_run)?;
+    let runnable = build::runnable(target, &built)?;
+    stage(&l, &built, &runnable, dry_run)?;
     if root == Path::new("/") && !dry_run {
         println!(
             "install: done; set the interfaces in /etc/default/floodgate (FLOODGATE_ARGS=\"--iface eth1\"), then `systemctl daemon-reload && systemctl enable --now floodgate`"

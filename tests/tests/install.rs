@@ -302,3 +302,143 @@ fn deb_package_has_the_tree_control_data_and_scripts() {
         stdout(Command::new("sh").arg("-n").arg(&path));
     }
 }
+
+/// Runs a maintainer script in a private mount namespace: tmpfs over /run
+/// (with /run/systemd/system when `systemd_running`), /etc, /var/lib and
+/// /sys/fs/bpf, and a `systemctl` that only logs, first in PATH. Returns the
+/// logged systemctl calls, the script's stderr, and which of /etc/floodgate and
+/// /var/lib/floodgate are left.
+fn run_script(
+    name: &str,
+    args: &[&str],
+    systemd_running: bool,
+    defaults: &str,
+) -> (Vec<String>, String, String) {
+    let text = deb::SCRIPTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+        .expect("script");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir(d.join("bin")).expect("bin");
+    let log = d.join("systemctl.log");
+    let fake = d.join("bin/systemctl");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display()),
+    )
+    .expect("fake");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(d.join("script"), text).expect("script");
+    std::fs::write(d.join("defaults"), defaults).expect("defaults");
+    let driver = format!(
+        r#"set -e
+mount -t tmpfs fg-run /run
+{running}
+mount -t tmpfs fg-etc /etc
+mkdir -p /etc/default /etc/floodgate
+cp {d}/defaults /etc/default/floodgate
+touch /etc/floodgate/floodgate.toml.dpkg-old
+mount -t tmpfs fg-varlib /var/lib
+mkdir -p /var/lib/floodgate
+touch /var/lib/floodgate/lists.json
+mount -t tmpfs fg-bpf /sys/fs/bpf
+PATH={d}/bin:$PATH sh {d}/script "$@"
+for p in /etc/floodgate /var/lib/floodgate; do [ -e "$p" ] && echo "$p"; done
+exit 0
+"#,
+        d = d.display(),
+        running = if systemd_running {
+            "mkdir -p /run/systemd/system"
+        } else {
+            ""
+        },
+    );
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &driver,
+            "driver",
+        ])
+        .args(args)
+        .output()
+        .expect("unshare runs (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{name} {args:?} failed: {stderr}");
+    let calls = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (
+        calls,
+        stderr,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+const NO_IFACE: &str = "FLOODGATE_ARGS=\"\"\n";
+const IFACE: &str = "FLOODGATE_ARGS=\"--iface eth1\"\n";
+
+#[test]
+fn maintainer_scripts_drive_systemd_as_documented() {
+    let kept = "/etc/floodgate\n/var/lib/floodgate\n";
+    // Fresh install: enabled, started only once an interface is set.
+    let (calls, err, _) = run_script("postinst", &["configure", ""], true, NO_IFACE);
+    assert_eq!(calls, ["enable floodgate.service", "daemon-reload"]);
+    assert!(
+        err.contains("set the interfaces in /etc/default/floodgate"),
+        "{err}"
+    );
+    let (calls, _, _) = run_script("postinst", &["configure", ""], true, IFACE);
+    assert_eq!(
+        calls,
+        [
+            "enable floodgate.service",
+            "daemon-reload",
+            "start floodgate.service"
+        ]
+    );
+    // Upgrade: the old daemon kept running through prerm; restart it if running.
+    let (calls, _, _) = run_script("prerm", &["upgrade", "0.2.0"], true, IFACE);
+    assert!(calls.is_empty(), "{calls:?}");
+    let (calls, _, _) = run_script("postinst", &["configure", "0.0.9"], true, IFACE);
+    assert_eq!(
+        calls,
+        [
+            "enable floodgate.service",
+            "daemon-reload",
+            "try-restart floodgate.service"
+        ]
+    );
+    // Removal stops and disables; purge deletes state and leftovers.
+    let (calls, _, left) = run_script("prerm", &["remove"], true, IFACE);
+    assert_eq!(
+        calls,
+        ["stop floodgate.service", "disable floodgate.service"]
+    );
+    assert_eq!(left, kept);
+    let (calls, _, left) = run_script("postrm", &["remove"], true, IFACE);
+    assert_eq!(calls, ["daemon-reload"]);
+    assert_eq!(left, kept);
+    let (calls, _, left) = run_script("postrm", &["purge"], true, IFACE);
+    assert_eq!(calls, ["daemon-reload"]);
+    assert_eq!(left, "");
+
+    // Without a running systemd nothing talks to the manager; enabling (only
+    // symlinks) still happens, as with debhelper.
+    let (calls, _, _) = run_script("postinst", &["configure", ""], false, IFACE);
+    assert_eq!(calls, ["enable floodgate.service"]);
+    let (calls, _, _) = run_script("postinst", &["configure", "0.0.9"], false, IFACE);
+    assert_eq!(calls, ["enable floodgate.service"]);
+    let (calls, _, _) = run_script("prerm", &["remove"], false, IFACE);
+    assert_eq!(calls, ["disable floodgate.service"]);
+    let (calls, _, left) = run_script("postrm", &["purge"], false, IFACE);
+    assert!(calls.is_empty(), "{calls:?}");
+    assert_eq!(left, "");
+}

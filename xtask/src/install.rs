@@ -184,17 +184,21 @@ pub fn stage(l: &Layout, built: &Path, runnable: &Path, dry_run: bool) -> Result
 pub fn install(prefix: &Path, root: &Path, target: &str, dry_run: bool) -> Result<()> {
     let target = build::Target::parse(target)?;
     let l = Layout::new(prefix, root);
-    let built = if dry_run {
-        let built = util::target_dir()
-            .join(target.triple)
-            .join("release")
-            .join("floodgate");
+    let (built, runnable) = if dry_run {
+        let release = |t: build::Target| {
+            util::target_dir()
+                .join(t.triple)
+                .join("release")
+                .join("floodgate")
+        };
+        let (built, runnable) = (release(target), release(build::Target::host()?));
         println!(
             "install: would build {} (cargo xtask build --release --target {})",
             built.display(),
             target.triple
         );
-        if !built.exists() {
+        // Without builds to read and run, list the paths only.
+        if !built.exists() || !runnable.exists() {
             for f in l.files() {
                 println!("install: {}", f.display());
             }
@@ -203,11 +207,12 @@ pub fn install(prefix: &Path, root: &Path, target: &str, dry_run: bool) -> Resul
             }
             return Ok(());
         }
-        built
+        (built, runnable)
     } else {
-        build::artifact(target, true)?
+        let built = build::artifact(target, true)?;
+        let runnable = build::runnable(target, &built)?;
+        (built, runnable)
     };
-    let runnable = build::runnable(target, &built)?;
     stage(&l, &built, &runnable, dry_run)?;
     if root == Path::new("/") && !dry_run {
         println!(

@@ -1,14 +1,7 @@
 //! `cargo xtask`: setup, build, test and demo for floodgate, one module each.
 
-mod bench;
-mod build;
-mod demo;
-mod install;
-mod setup;
-mod test;
-mod util;
-
 use clap::{Parser, Subcommand};
+use xtask::{bench, build, deb, demo, install, setup, test};
 
 /// Developer tasks for floodgate. Every task runs `setup` first.
 #[derive(Debug, Parser)]
@@ -22,11 +15,21 @@ struct Cli {
 enum Task {
     /// Install what building and testing need (idempotent) and check the kernel.
     Setup,
-    /// Build the workspace with the real XDP program embedded.
+    /// Build the workspace with the real XDP program embedded; with --release
+    /// or --target, the static floodgate binary (musl: runs on any distribution).
     Build {
-        /// Optimised build (target/release/floodgate).
+        /// Optimised static build (target/TRIPLE/release/floodgate).
         #[arg(long)]
         release: bool,
+        /// x86_64-unknown-linux-musl (default with --release) or
+        /// aarch64-unknown-linux-musl (cross-built for arm64).
+        #[arg(long, value_name = "TRIPLE")]
+        target: Option<String>,
+    },
+    /// Build the Debian package target/debian/floodgate_VERSION_ARCH.deb.
+    Deb {
+        #[arg(long, value_name = "TRIPLE", default_value = build::DEFAULT_TARGET)]
+        target: String,
     },
     /// Format check, clippy, then every unit and integration test (as root).
     Test {
@@ -51,6 +54,9 @@ enum Task {
         /// Print what would be installed, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// The static binary to build and install.
+        #[arg(long, value_name = "TRIPLE", default_value = build::DEFAULT_TARGET)]
+        target: String,
     },
     /// Detach floodgate and remove what `install` put in place (the config stays).
     Uninstall {
@@ -75,7 +81,8 @@ fn main() -> anyhow::Result<()> {
     setup::run()?;
     match cli.task {
         Task::Setup => Ok(()),
-        Task::Build { release } => build::run(release),
+        Task::Build { release, target } => build::run(release, target.as_deref()),
+        Task::Deb { target } => deb::run(&target),
         Task::Test { args } => test::run(&args),
         Task::Demo { all } => demo::run(if all { &["--all"] } else { &[] }),
         Task::Bench { quick } => bench::run(quick),
@@ -83,7 +90,8 @@ fn main() -> anyhow::Result<()> {
             prefix,
             root,
             dry_run,
-        } => install::install(&prefix, &root, dry_run),
+            target,
+        } => install::install(&prefix, &root, &target, dry_run),
         Task::Uninstall {
             prefix,
             root,

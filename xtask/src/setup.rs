@@ -34,12 +34,29 @@ const PACKAGES: &[(&str, &str)] = &[
         "linux-perf",
         "benchmark: where a path's time goes (perf cpu-clock samples)",
     ),
+    (
+        "musl-tools",
+        "static builds: musl-gcc for any C code in a musl build",
+    ),
+    (
+        "gcc-aarch64-linux-gnu",
+        "arm64 static builds: the linker for aarch64-unknown-linux-musl",
+    ),
+    (
+        "file",
+        "static builds: checking the artifact is static and for its arch",
+    ),
+    (
+        "systemd",
+        "install tests: systemd-analyze verify on the unit",
+    ),
 ];
 
 pub fn run() -> Result<()> {
     check_root()?;
     install_packages()?;
     rust_src()?;
+    musl_targets()?;
     bpf_linker()?;
     kernel()?;
     Ok(())
@@ -111,6 +128,25 @@ fn rust_src() -> Result<()> {
         "--toolchain",
         "nightly",
     ]))
+}
+
+/// The standard libraries of the static release targets (`cargo xtask build --target`).
+fn musl_targets() -> Result<()> {
+    let installed = util::output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .context("setup: `rustup target list --installed` failed; is rustup installed?")?;
+    let missing: Vec<&str> = crate::build::Target::all()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if missing.is_empty() {
+        println!("setup: ok: Rust targets for static builds");
+        return Ok(());
+    }
+    util::run(
+        Command::new("rustup")
+            .args(["target", "add"])
+            .args(&missing),
+    )
+    .context("setup: adding the musl Rust targets failed; see the rustup output above")
 }
 
 /// bpf-linker must link against LLVM 22, the LLVM of the nightly rustc.

@@ -74,14 +74,18 @@ pub fn output(cmd: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The workspace's `target/release` directory (xtask lives in `<root>/xtask`).
-pub fn release_dir() -> std::path::PathBuf {
+/// The workspace's `target` directory (xtask lives in `<root>/xtask`).
+pub fn target_dir() -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap_or(std::path::Path::new("."));
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), std::path::PathBuf::from)
-        .join("release")
+}
+
+/// The workspace's `target/release` directory.
+pub fn release_dir() -> std::path::PathBuf {
+    target_dir().join("release")
 }
 
 /// A `cargo` command with the real XDP program enabled.

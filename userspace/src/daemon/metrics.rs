@@ -244,10 +244,145 @@ pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use floodgate_common::{COUNTER_ENTRIES, Counter, Reason, Verdict, iface_counter_index};
 
     use super::*;
-    use crate::control::proto::Mode;
+    use crate::{
+        control::proto::{InterfaceStatus, MapFill, Mode},
+        loader::AttachedMode,
+    };
+
+    const DASHBOARD: &str = include_str!("../../../contrib/grafana/floodgate.json");
+
+    /// A scrape with every verdict and reason counted and every map filled a bit.
+    fn sample() -> String {
+        let mut counters = vec![Counter::default(); COUNTER_ENTRIES as usize];
+        for v in Verdict::ALL {
+            for r in Reason::ALL {
+                counters[iface_counter_index(1, v, r) as usize] = Counter {
+                    packets: 3,
+                    bytes: 300,
+                };
+            }
+        }
+        let status = Status {
+            version: "0.1.0".to_owned(),
+            mode: Mode::Enforce,
+            interfaces: vec![InterfaceStatus {
+                name: "eth1".to_owned(),
+                mode: AttachedMode::Native,
+            }],
+            program_id: 42,
+            uptime_secs: 60,
+            config_source: "/etc/floodgate/floodgate.toml".to_owned(),
+            adopted_pinned_state: false,
+            pin_dir: "/sys/fs/bpf/floodgate".to_owned(),
+            maps: ["sources", "prefixes", "bans", "allow", "block", "rules"]
+                .iter()
+                .map(|m| MapFill {
+                    name: (*m).to_owned(),
+                    entries: 1,
+                    capacity: 10,
+                })
+                .collect(),
+            source_inserts: 5,
+            eviction_pressure: true,
+            events_suppressed: 1,
+            events_lost: 1,
+            log_lines_suppressed: 1,
+        };
+        let names = [(1, "eth1".to_owned())];
+        let stats = Stats::from_counters(&counters, false).with_interfaces(&counters, &names);
+        render(&status, &stats, 2).expect("render")
+    }
+
+    /// Names of the samples in a text exposition.
+    fn emitted(scrape: &str) -> BTreeSet<String> {
+        scrape
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| l.split(['{', ' ']).next().unwrap_or(l).to_owned())
+            .collect()
+    }
+
+    /// Every `floodgate_*` name in a PromQL expression.
+    fn names_in(expr: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = expr;
+        while let Some(at) = rest.find("floodgate_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            names.push(name);
+        }
+        names
+    }
+
+    fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr" | "definition", serde_json::Value::String(s)) => {
+                            out.push(s.clone());
+                        }
+                        _ => exprs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| exprs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_dashboard_uses_only_emitted_metrics() {
+        let emitted = emitted(&sample());
+        let dashboard: serde_json::Value =
+            serde_json::from_str(DASHBOARD).expect("contrib/grafana/floodgate.json parses");
+        let mut all = Vec::new();
+        exprs(&dashboard, &mut all);
+        let used: BTreeSet<String> = all.iter().flat_map(|e| names_in(e)).collect();
+        // The dashboard shows every family, so a renamed metric fails either way.
+        assert!(used.len() >= 13, "only {used:?} in the dashboard");
+        let missing: Vec<&String> = used.difference(&emitted).collect();
+        assert!(
+            missing.is_empty(),
+            "the dashboard queries {missing:?}, which /metrics does not emit (it emits {emitted:?})"
+        );
+        let unused: Vec<&String> = emitted.difference(&used).collect();
+        assert!(unused.is_empty(), "no panel shows {unused:?}");
+    }
+
+    #[test]
+    fn the_dashboard_is_templated() {
+        let d: serde_json::Value = serde_json::from_str(DASHBOARD).expect("parses");
+        let vars: Vec<&str> = d["templating"]["list"]
+            .as_array()
+            .expect("templating")
+            .iter()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        assert_eq!(vars, ["datasource", "instance"]);
+        for p in d["panels"].as_array().expect("panels") {
+            if p["type"] == "row" {
+                continue;
+            }
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+            for t in p["targets"].as_array().expect("targets") {
+                let expr = t["expr"].as_str().expect("expr");
+                assert!(
+                    expr.contains("instance=~\"$instance\""),
+                    "{}: {expr} ignores $instance",
+                    p["title"]
+                );
+            }
+        }
+    }
 
     #[test]
     fn packets_carry_the_iface_label_and_suppressed_lines_are_exposed() {

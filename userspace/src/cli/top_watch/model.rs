@@ -374,6 +374,7 @@ mod tests {
             eviction_pressure: false,
             events_suppressed: 0,
             events_lost: 0,
+            log_lines_suppressed: 0,
         }
     }
 

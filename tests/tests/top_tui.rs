@@ -313,7 +313,17 @@ fn top_watch_shows_the_flood_and_bans_with_keys() -> Result<()> {
         < 3
     {
         if Instant::now() > deadline {
-            bail!("q did not end the UI; last screen:\n{}", tmux.screen()?);
+            // Say where the process is, so a hang can be told from a slow tmux.
+            let pid = tmux.pane("#{pane_pid}")?;
+            let proc = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .map(|s| s.lines().take(3).collect::<Vec<_>>().join(", "))
+                .unwrap_or_else(|_| "gone".to_owned());
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            bail!(
+                "q did not end the UI (pane {}, pid {pid}: {proc}, wchan {wchan}); last screen:\n{}",
+                tmux.pane("#{pane_dead}:#{pane_dead_status}#{pane_dead_signal}")?,
+                tmux.screen()?
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

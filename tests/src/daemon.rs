@@ -221,6 +221,25 @@ impl Drop for DaemonLab {
     }
 }
 
+/// A policy for the daemon tests: every port and protocol counts, 200
+/// packets/s per source with a burst of 50, nothing else limited, no bans.
+pub const UDP_LIMITED: &str = r#"
+[capacity]
+sources = 4096
+[limits]
+ports = []
+packets = "200/s"
+packets_burst = 50
+bytes = "off"
+syn = "off"
+quota = "off"
+ban = "0s"
+[prefix]
+packets = "off"
+syn = "off"
+quota = "off"
+"#;
+
 /// The edge's UDP sink address on the crawler side and on the user side.
 pub fn to_crawler_side() -> SocketAddr {
     SocketAddr::from(([198, 18, 1, 1], 9000))

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Result;
 use floodgate_tests::{
-    daemon::{DaemonLab, to_crawler_side, to_user_side},
+    daemon::{DaemonLab, UDP_LIMITED, to_crawler_side, to_user_side},
     lab::traffic::{UdpSink, udp_send},
     packets::ip,
 };
@@ -18,23 +18,8 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_floodgate-cli");
 
-/// All traffic counts; 200 packets/s per source, burst 50; no bans.
-const LIMITED: &str = r#"
-[capacity]
-sources = 4096
-[limits]
-ports = []
-packets = "200/s"
-packets_burst = 50
-bytes = "off"
-syn = "off"
-quota = "off"
-ban = "0s"
-[prefix]
-packets = "off"
-syn = "off"
-quota = "off"
-"#;
+/// All traffic counts, no bans.
+const LIMITED: &str = UDP_LIMITED;
 
 fn with_ban(ban: &str) -> String {
     LIMITED.replace("ban = \"0s\"", &format!("ban = \"{ban}\""))

@@ -347,17 +347,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-
-    fn row(target: &str, packets: u64, bytes: u64, drops: u64) -> TopRow {
-        TopRow {
-            target: target.into(),
-            packets,
-            bytes,
-            drops,
-            last_seen_secs_ago: 0.0,
-            ban: None,
-        }
-    }
+    use crate::cli::top_watch::rates::tests::row;
 
     fn status() -> Status {
         Status {

@@ -151,7 +151,7 @@ impl RowRates {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -188,7 +188,13 @@ mod tests {
         s
     }
 
-    fn row(target: &str, packets: u64, bytes: u64, drops: u64) -> TopRow {
+    /// A top row with no ban (shared with the model's tests).
+    pub(in crate::cli::top_watch) fn row(
+        target: &str,
+        packets: u64,
+        bytes: u64,
+        drops: u64,
+    ) -> TopRow {
         TopRow {
             target: target.into(),
             packets,

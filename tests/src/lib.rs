@@ -6,3 +6,4 @@ pub mod daemon;
 pub mod dut;
 pub mod lab;
 pub mod packets;
+pub mod verifier;

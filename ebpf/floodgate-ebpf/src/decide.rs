@@ -22,6 +22,7 @@ use crate::{
         PREFIXES, RULES, SETTINGS, SOURCES,
     },
     parse::Packet,
+    scratch::{fresh_entry, scratch},
 };
 
 /// Ban escalation stops multiplying after this many offences (bounds the loop-free
@@ -241,11 +242,9 @@ fn prefix_entry(key: &AddrKey, now: u64) -> Option<*mut TrackState> {
 /// inserted the same key first, its entry (and its counts) win.
 #[inline(never)]
 fn insert_fresh(prefixes: bool, key: &AddrKey, now: u64) {
-    let fresh = TrackState {
-        first_seen_ns: now,
-        last_seen_ns: now,
-        ..TrackState::default()
-    };
+    let Some(sc) = scratch() else { return };
+    // SAFETY: this CPU's scratch slot, filled just above and read by the helper.
+    let fresh = unsafe { &*fresh_entry(sc, now) };
     let r = if prefixes {
         PREFIXES.insert(key, fresh, u64::from(BPF_NOEXIST))
     } else {
@@ -473,25 +472,40 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     // clock (bpf_ktime_get_ns), read once the packet got past block list and bans.
     // SAFETY: helper without preconditions.
     let coarse = unsafe { bpf_ktime_get_coarse_ns() };
-    let lpm = Key::new(128, pkt.src);
+    // The keys live in per-CPU scratch, not on the stack (see scratch.rs).
+    let Some(sc) = scratch() else {
+        return (Verdict::Pass, Reason::Ok);
+    };
+    // SAFETY: this CPU's scratch slot; the references below are its fields and
+    // are only used within this decision.
+    let (lpm, src_key, pfx_key, src_ban, pfx_ban) = unsafe {
+        (*sc).lpm = Key::new(128, pkt.src);
+        (
+            &(*sc).lpm,
+            &mut (*sc).src,
+            &mut (*sc).pfx,
+            &mut (*sc).src_ban,
+            &mut (*sc).pfx_ban,
+        )
+    };
 
     let flags = settings.flags;
 
     // 1. Block list. (Empty tries are not looked up: each lookup costs ~25 ns.)
     if flags & SETTINGS_HAS_BLOCK != 0
-        && let Some(b) = BLOCK.get(&lpm)
+        && let Some(b) = BLOCK.get(lpm)
         && (b.expires_ns == 0 || b.expires_ns > coarse)
     {
         return (Verdict::Drop, Reason::Blocklist);
     }
     // 2. Allow list: never limited.
-    if flags & SETTINGS_HAS_ALLOW != 0 && ALLOW.get(&lpm).is_some() {
+    if flags & SETTINGS_HAS_ALLOW != 0 && ALLOW.get(lpm).is_some() {
         return (Verdict::Pass, Reason::Allowlist);
     }
 
     // The policy: a rule matching the source (most specific wins) or the default.
     let slot = if flags & SETTINGS_HAS_RULES != 0 {
-        RULES.get(&lpm).copied().unwrap_or(0)
+        RULES.get(lpm).copied().unwrap_or(0)
     } else {
         0
     };
@@ -505,23 +519,22 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     } else {
         96 + settings.prefix_v4
     };
-    let src_key = AddrKey { addr: pkt.src };
-    let pfx_key = AddrKey {
-        addr: mask(&pkt.src, plen),
-    };
+    src_key.addr = pkt.src;
+    pfx_key.addr = mask(&pkt.src, plen);
 
     // 3. Bans of the source or of its prefix.
-    let src_ban = BanKey {
+    *src_ban = BanKey {
         addr: pkt.src,
         prefix_len: 128,
         _pad: 0,
     };
-    let pfx_ban = BanKey {
+    *pfx_ban = BanKey {
         addr: pfx_key.addr,
         prefix_len: plen,
         _pad: 0,
     };
-    if bans_possible(settings, coarse) && (banned(&src_ban, coarse) || banned(&pfx_ban, coarse)) {
+    let (src_key, pfx_key, src_ban, pfx_ban) = (&*src_key, &*pfx_key, &*src_ban, &*pfx_ban);
+    if bans_possible(settings, coarse) && (banned(src_ban, coarse) || banned(pfx_ban, coarse)) {
         if let Some(s) = SOURCES.get_ptr_mut(src_key) {
             account(s, len, coarse, true);
         }
@@ -531,7 +544,7 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     // 4. Limits.
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let src = match source_entry(&src_key, settings, now) {
+    let src = match source_entry(src_key, settings, now) {
         Ok(Some(p)) => p,
         // The map refused the entry (counted in map_update_errors): fail open.
         Ok(None) => return (Verdict::Pass, Reason::Ok),
@@ -552,7 +565,7 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
             return (Verdict::Pass, Reason::Unscoped);
         }
     }
-    let Some(pfx) = prefix_entry(&pfx_key, now) else {
+    let Some(pfx) = prefix_entry(pfx_key, now) else {
         account(src, len, now, false);
         return (Verdict::Pass, Reason::Ok);
     };
@@ -573,10 +586,10 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
             account(pfx, len, now, true);
             if reason.is_prefix() {
                 if policy.prefix_ban_ns != 0 {
-                    ban(&pfx_ban, policy.prefix_ban_ns, reason, pfx);
+                    ban(pfx_ban, policy.prefix_ban_ns, reason, pfx);
                 }
             } else if policy.ban_ns != 0 {
-                ban(&src_ban, policy.ban_ns, reason, src);
+                ban(src_ban, policy.ban_ns, reason, src);
                 info!(ctx, "floodgate: banned a source for {}", reason as u32);
             }
             (drop_verdict(monitor), reason)

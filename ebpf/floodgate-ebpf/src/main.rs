@@ -18,6 +18,7 @@ mod bucket;
 mod decide;
 mod maps;
 mod parse;
+mod scratch;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use floodgate_common::{Reason, Verdict};

@@ -1,0 +1,59 @@
+//! Per-CPU scratch space for what the decision would otherwise keep on the
+//! stack: the lookup keys and the entry a first-seen source is inserted with.
+//!
+//! Linux 6.1 (Debian 12) rounds every stack frame up to 32 bytes, counts an
+//! empty one as 32 and refuses a call chain over 512 bytes; the keys alone were
+//! 110 bytes of frame, a fresh `TrackState` 80 more in `insert_fresh`, and
+//! LLVM turned its zeroing into a call to `memset` (one more frame). Map values
+//! cost no stack, and the helpers take them as keys and values like stack
+//! memory. A CPU runs one XDP program at a time with preemption off, so its slot
+//! is never shared.
+
+use aya_ebpf::{macros::map, maps::PerCpuArray, maps::lpm_trie::Key};
+use floodgate_common::{AddrKey, BanKey, TrackState};
+
+/// The keys of one packet's decision.
+#[repr(C)]
+pub struct Scratch {
+    /// The source as an LPM key (`/128`) for the block, allow and rule tries.
+    pub lpm: Key<[u8; 16]>,
+    _pad: u32,
+    pub src: AddrKey,
+    pub pfx: AddrKey,
+    pub src_ban: BanKey,
+    pub pfx_ban: BanKey,
+    /// The value a first-seen source or prefix is inserted with.
+    pub fresh: TrackState,
+}
+
+#[map]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch slot (the lookup of a one-entry per-CPU array the kernel
+/// inlines into a few instructions; it fails only if the map is missing).
+#[inline(always)]
+pub fn scratch() -> Option<*mut Scratch> {
+    SCRATCH.get_ptr_mut(0)
+}
+
+/// Fills `fresh` for an entry first seen at `now`, one store per field:
+/// volatile so LLVM cannot fold the zeroes into a `memset` call, a subprogram
+/// with a frame of its own.
+#[inline(always)]
+pub fn fresh_entry(sc: *mut Scratch, now: u64) -> *const TrackState {
+    // SAFETY: `sc` is this CPU's live scratch slot; each pointer is a field of it.
+    unsafe {
+        let f = &raw mut (*sc).fresh;
+        core::ptr::write_volatile(&raw mut (*f).packets_tat, 0);
+        core::ptr::write_volatile(&raw mut (*f).bytes_tat, 0);
+        core::ptr::write_volatile(&raw mut (*f).syn_tat, 0);
+        core::ptr::write_volatile(&raw mut (*f).quota_start_ns, 0);
+        core::ptr::write_volatile(&raw mut (*f).quota_used, 0);
+        core::ptr::write_volatile(&raw mut (*f).packets, 0);
+        core::ptr::write_volatile(&raw mut (*f).bytes, 0);
+        core::ptr::write_volatile(&raw mut (*f).drops, 0);
+        core::ptr::write_volatile(&raw mut (*f).first_seen_ns, now);
+        core::ptr::write_volatile(&raw mut (*f).last_seen_ns, now);
+        f
+    }
+}

@@ -80,8 +80,14 @@ pub fn run(release: bool, target: Option<&str>) -> Result<()> {
 /// Builds the `floodgate` binary for `target` and checks it is static and for
 /// the right architecture; returns its path.
 pub fn artifact(target: Target, release: bool) -> Result<PathBuf> {
+    static_bin(target, release, "floodgate", "floodgate")
+}
+
+/// Builds binary `bin` of `package` for `target` (static, checked); returns its path.
+pub fn static_bin(target: Target, release: bool, package: &str, bin: &str) -> Result<PathBuf> {
     let mut cmd = util::cargo();
-    cmd.args(["build", "--package", "floodgate", "--target", target.triple]);
+    cmd.args(["build", "--package", package, "--bin", bin])
+        .args(["--target", target.triple]);
     if release {
         cmd.arg("--release");
     }
@@ -100,7 +106,7 @@ pub fn artifact(target: Target, release: bool) -> Result<PathBuf> {
     let built = util::target_dir()
         .join(target.triple)
         .join(if release { "release" } else { "debug" })
-        .join("floodgate");
+        .join(bin);
     check_static(&built, target)?;
     Ok(built)
 }

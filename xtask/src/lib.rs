@@ -6,6 +6,7 @@ pub mod build;
 pub mod deb;
 pub mod demo;
 pub mod install;
+pub mod kernels;
 pub mod setup;
 pub mod test;
 pub mod util;

@@ -1,7 +1,7 @@
 //! `cargo xtask`: setup, build, test and demo for floodgate, one module each.
 
 use clap::{Parser, Subcommand};
-use xtask::{bench, build, deb, demo, install, setup, test};
+use xtask::{bench, build, deb, demo, install, kernels, setup, test};
 
 /// Developer tasks for floodgate. Every task runs `setup` first.
 #[derive(Debug, Parser)]
@@ -36,6 +36,13 @@ enum Task {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Boot Debian's kernels (stock 6.1, oldest 6.1, newest 6.12, arm64 6.1)
+    /// under QEMU and run floodgate on each (also part of `test`).
+    Kernels {
+        /// Only the kernels whose label or package contains this, e.g. `6.12` or `arm64`.
+        #[arg(long, value_name = "TEXT")]
+        kernel: Option<String>,
     },
     /// Benchmark floodgate against a bare XDP_DROP, xdp-filter, nftables and iptables.
     Bench {
@@ -84,6 +91,14 @@ fn main() -> anyhow::Result<()> {
         Task::Build { release, target } => build::run(release, target.as_deref()),
         Task::Deb { target } => deb::run(&target),
         Task::Test { args } => test::run(&args),
+        Task::Kernels { kernel } => {
+            let (passed, failed) = kernels::run(kernel.as_deref())?;
+            println!("cargo xtask kernels: {passed} passed, {failed} failed");
+            if failed > 0 {
+                anyhow::bail!("{failed} kernel(s) of the matrix failed");
+            }
+            Ok(())
+        }
         Task::Demo { all } => demo::run(if all { &["--all"] } else { &[] }),
         Task::Bench { quick } => bench::run(quick),
         Task::Install {

@@ -47,6 +47,19 @@ const PACKAGES: &[(&str, &str)] = &[
         "static builds: checking the artifact is static and for its arch",
     ),
     (
+        "qemu-system-x86",
+        "kernel matrix: boots Debian's x86_64 kernels",
+    ),
+    (
+        "qemu-system-arm",
+        "kernel matrix: boots Debian's arm64 kernel",
+    ),
+    ("cpio", "kernel matrix: packs the initramfs"),
+    (
+        "xz-utils",
+        "kernel matrix: unpacks compressed kernel modules",
+    ),
+    (
         "systemd",
         "install tests: systemd-analyze verify on the unit",
     ),

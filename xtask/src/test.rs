@@ -1,11 +1,11 @@
-//! `cargo xtask test`: formatting, lints, then every test; and a check that the
-//! tests left nothing behind on the host.
+//! `cargo xtask test`: formatting, lints, then every test, a check that the
+//! tests left nothing behind on the host, and the kernel matrix.
 
 use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::util;
+use crate::{kernels, util};
 
 pub fn run(extra: &[String]) -> Result<()> {
     util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -37,8 +37,21 @@ pub fn run(extra: &[String]) -> Result<()> {
     if !leaks.is_empty() {
         bail!("the tests left things behind: {}", leaks.join("; "));
     }
-    // The sum of every `test result:` line above, so the total is in one place.
+    // Only with every test of the host passed: a guest boot takes half a minute
+    // and more.
+    let (k_passed, k_failed) = if extra.is_empty() {
+        kernels::run(None)?
+    } else {
+        println!("kernel matrix skipped: a test filter was given");
+        (0, 0)
+    };
+    // The sum of every `test result:` line above and of the kernel matrix, so
+    // the total is in one place.
+    let (passed, failed) = (passed + k_passed, failed + k_failed);
     println!("cargo xtask test: {passed} passed, {failed} failed");
+    if k_failed > 0 {
+        bail!("{k_failed} kernel(s) of the matrix failed; see the lines above");
+    }
     Ok(())
 }
 

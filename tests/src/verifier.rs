@@ -38,6 +38,8 @@ pub struct StackReport {
     pub depths: Vec<u32>,
     /// Subprograms each subprogram calls.
     pub calls: Vec<Vec<usize>>,
+    /// The verifier's `processed N insns …` line (its limit is a million).
+    pub processed: String,
 }
 
 impl StackReport {
@@ -127,16 +129,25 @@ pub fn stack_report(object: &[u8]) -> Result<StackReport> {
         calls.len(),
         depths.len()
     );
+    let processed = log
+        .lines()
+        .find(|l| l.starts_with("processed "))
+        .unwrap_or("no `processed` line")
+        .to_owned();
     Ok(StackReport {
         line,
         depths,
         calls,
+        processed,
     })
 }
 
 /// BPF_PROG_LOAD of `insns` as XDP with a statistics log; returns the log.
 fn load_with_stats(insns: &[bpf_insn], license: &std::ffi::CStr) -> Result<String> {
-    let mut log = vec![0u8; 1 << 20];
+    // FLOODGATE_VERIFIER_LOG=FILE: the whole instruction-level log instead (level
+    // 1), written to FILE, for finding where verification time goes.
+    let full = std::env::var_os("FLOODGATE_VERIFIER_LOG");
+    let mut log = vec![0u8; if full.is_some() { 1 << 29 } else { 1 << 20 }];
     // SAFETY: bpf_attr is a plain C union; all-zero is its documented default.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     // SAFETY: writing the BPF_PROG_LOAD member of the zeroed union.
@@ -145,7 +156,11 @@ fn load_with_stats(insns: &[bpf_insn], license: &std::ffi::CStr) -> Result<Strin
     u.insns = insns.as_ptr() as u64;
     u.insn_cnt = u32::try_from(insns.len()).context("too many instructions")?;
     u.license = license.as_ptr() as u64;
-    u.log_level = BPF_LOG_STATS;
+    u.log_level = if full.is_some() {
+        2 | BPF_LOG_STATS
+    } else {
+        BPF_LOG_STATS
+    };
     u.log_buf = log.as_mut_ptr() as u64;
     u.log_size = u32::try_from(log.len()).context("log size")?;
     // SAFETY: attr points at valid instructions, license and log buffer, all of
@@ -160,6 +175,9 @@ fn load_with_stats(insns: &[bpf_insn], license: &std::ffi::CStr) -> Result<Strin
     };
     let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
     let text = String::from_utf8_lossy(&log[..end]).into_owned();
+    if let Some(path) = full {
+        std::fs::write(&path, &text).context("writing the verifier log")?;
+    }
     if fd < 0 {
         let err = std::io::Error::last_os_error();
         bail!("BPF_PROG_LOAD failed: {err}\n{text}");

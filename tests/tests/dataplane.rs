@@ -236,21 +236,15 @@ fn ipv6_extension_headers_are_skipped() -> Result<()> {
     );
     assert_eq!(dut.count(Verdict::Pass, Reason::Ok)?, 1);
     assert_eq!(dut.count(Verdict::Pass, Reason::Unscoped)?, 1);
-    // A chain longer than the parser follows is malformed, not a way around limits.
-    let mut frame = Frame::udp(src, 53).build();
-    frame[20] = 0; // next header: hop-by-hop
-    let mut long = frame[..54].to_vec();
-    for _ in 0..9 {
-        long.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // hop-by-hop → hop-by-hop
-    }
-    long.extend_from_slice(&frame[54..]);
-    assert_eq!(dut.run(&long)?, XDP_PASS);
-    assert_eq!(
-        dut.count(Verdict::Pass, Reason::Malformed)?,
-        1,
-        "{:?}",
-        dut.stats()?
+    // A chain longer than the parser follows is decided by its source and
+    // counted as malformed (tests/bypass.rs: never a way around the limits).
+    let long = floodgate_tests::packets::ipv6_udp_behind(
+        "fd00:f100:7::2".parse()?,
+        &[0; 20], // twenty hop-by-hop headers
+        53,
     );
+    assert_eq!(dut.run(&long)?, XDP_PASS);
+    assert_eq!(dut.count(Verdict::Pass, Reason::Malformed)?, 1);
     Ok(())
 }
 
@@ -638,9 +632,14 @@ fn traffic_outside_the_port_scope_is_counted_not_limited() -> Result<()> {
     let src = ip("198.18.1.9");
     assert_eq!(dut.run_n(&Frame::udp(src, 80).build(), 10)?, 10);
     assert_eq!(dut.run_n(&Frame::icmp(src).build(), 10)?, 10);
+    // Out-of-scope traffic inserts nothing (tests/trust.rs) …
+    assert!(dut.fg.source(src)?.is_none());
     assert_eq!(dut.run_n(&Frame::syn(src, 443).build(), 10)?, 3);
     assert_eq!(dut.count(Verdict::Pass, Reason::Unscoped)?, 20);
-    assert_eq!(dut.fg.source(src)?.expect("tracked").packets, 30);
+    assert_eq!(dut.fg.source(src)?.expect("tracked").packets, 10);
+    // … but is counted once the source is tracked.
+    assert_eq!(dut.run_n(&Frame::icmp(src).build(), 5)?, 5);
+    assert_eq!(dut.fg.source(src)?.expect("tracked").packets, 15);
     Ok(())
 }
 

@@ -14,8 +14,8 @@ fn combined_stack_fits_linux_6_1_with_headroom() -> Result<()> {
     let report = stack_report(floodgate::object::OBJECT)?;
     let (combined, chain) = report.combined_6_1();
     println!(
-        "verifier: {}; deepest chain {chain:?} = {combined} bytes as 6.1 counts it",
-        report.line
+        "verifier: {}; {}; deepest chain {chain:?} = {combined} bytes as 6.1 counts it",
+        report.line, report.processed
     );
     assert!(
         combined <= STACK_BUDGET_6_1,

@@ -12,6 +12,7 @@
 #![no_std]
 
 pub mod layout;
+pub mod limit;
 pub mod reason;
 
 pub use layout::*;

@@ -7,6 +7,7 @@
 //!   rotating the IPv4 source over `GEN_NSRC` addresses from `GEN_SRC_BASE`.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[path = "parse.rs"]
 mod parse;

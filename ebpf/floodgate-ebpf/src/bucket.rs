@@ -15,7 +15,7 @@
 //! one packet's cost when the TAT had already fallen behind now. With two CPUs
 //! contending this stays far inside the ±5% the limiter promises.
 
-use floodgate_common::{FP_SHIFT, Quota, Rate};
+use floodgate_common::{FP_SHIFT, Quota, Rate, limit::gcra_charge};
 
 use crate::atomic::Cell;
 
@@ -45,11 +45,9 @@ pub fn take(tat: Cell, rate: &Rate, cost: u64, now: u64) -> Take {
     let inc = (cost.wrapping_mul(rate.interval_fp)) >> FP_SHIFT;
     let mut old = tat.load();
     for _ in 0..CAS_TRIES {
-        let base = if old > now { old } else { now };
-        let new = base + inc;
-        if new - now > rate.tolerance_ns {
+        let Some(new) = gcra_charge(old, now, inc, rate.tolerance_ns) else {
             return Take::Over;
-        }
+        };
         match tat.cas(old, new) {
             Ok(_) => return Take::Ok { charged: inc },
             Err(current) => old = current,

@@ -12,6 +12,7 @@ use floodgate_common::{
     SETTINGS_DROP_MALFORMED, SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK, SETTINGS_HAS_RULES,
     SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED, SETTINGS_READY, Settings, TrackState, Verdict,
     iface_counter_index,
+    limit::{Escalation, PastBan, next_ban},
 };
 
 use crate::{
@@ -24,10 +25,6 @@ use crate::{
     parse::Packet,
     scratch::{fresh_entry, scratch},
 };
-
-/// Ban escalation stops multiplying after this many offences (bounds the loop-free
-/// multiplication below and keeps durations sane before the cap applies).
-const MAX_OFFENSES: u32 = 32;
 
 /// The `COUNTERS` slot of the interface a packet came in on: 0 ("other") for an
 /// interface the daemon did not give a slot, or an ifindex beyond the table.
@@ -362,37 +359,39 @@ fn limits(
 }
 
 /// Bans `key` after it exceeded a limit: the first offence for `base_ns`, each
-/// repeat (while remembered) `ban_factor` times longer, up to `ban_max_ns`.
+/// repeat (while remembered) `ban_factor` times longer, up to `ban_max_ns`
+/// (`floodgate_common::limit::next_ban`). False when another CPU banned it a
+/// moment ago (or settings are missing): no new ban was made.
 #[inline(never)]
-fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState) {
+fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState) -> bool {
     // Re-read here rather than passed in: BPF subprograms take at most five
     // arguments.
     let Some(settings) = SETTINGS.get(0) else {
-        return;
+        return false;
     };
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let (offenses, duration) = match BANS.get_ptr(key) {
+    let prev = match BANS.get_ptr(key) {
         // SAFETY: a live map value, read once.
         Some(prev) => match unsafe { *prev } {
             // Another CPU banned it a moment ago.
-            b if b.until_ns > now => return,
-            b if now - b.until_ns < settings.ban_forget_ns && b.offenses < MAX_OFFENSES => {
-                let grown = grow(b.duration_ns, settings.ban_factor);
-                let grown = if grown < base_ns { base_ns } else { grown };
-                let capped = if settings.ban_max_ns != 0 && grown > settings.ban_max_ns {
-                    settings.ban_max_ns
-                } else {
-                    grown
-                };
-                (b.offenses + 1, capped)
-            }
-            _ => (1, base_ns),
+            b if b.until_ns > now => return false,
+            b => Some(PastBan {
+                until_ns: b.until_ns,
+                duration_ns: b.duration_ns,
+                offenses: b.offenses,
+            }),
         },
-        None => (1, base_ns),
+        None => None,
     };
+    let escalation = Escalation {
+        factor: settings.ban_factor,
+        max_ns: settings.ban_max_ns,
+        forget_ns: settings.ban_forget_ns,
+    };
+    let (offenses, duration) = next_ban(prev, now, base_ns, &escalation);
     let entry = Ban {
-        until_ns: now + duration,
+        until_ns: now.saturating_add(duration),
         duration_ns: duration,
         banned_at_ns: now,
         offenses,
@@ -412,6 +411,7 @@ fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState) {
         .checked_div(elapsed)
         .unwrap_or(packets);
     emit(key, reason, offenses, duration, observed_pps, settings, now);
+    true
 }
 
 /// Sends a ban event to userspace, rate-limited so a spoofed flood cannot flood
@@ -453,6 +453,22 @@ fn emit(
             unsafe { Cell::new(&raw mut (*g).events_lost) }.add(1);
         }
     }
+}
+
+/// True when `[limits] ports` covers this protocol and destination port (or the
+/// protocol on every port).
+#[inline(always)]
+fn in_scope(proto: u8, dport: u16) -> bool {
+    let exact = PortKey {
+        proto: u16::from(proto),
+        port: dport,
+    };
+    let any = PortKey {
+        proto: u16::from(proto),
+        port: 0,
+    };
+    // SAFETY: the references are only tested for presence.
+    unsafe { PORTS.get(exact).is_some() || PORTS.get(any).is_some() }
 }
 
 /// The full decision for an IP packet.
@@ -535,13 +551,32 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     };
     let (src_key, pfx_key, src_ban, pfx_ban) = (&*src_key, &*pfx_key, &*src_ban, &*pfx_ban);
     if bans_possible(settings, coarse) && (banned(src_ban, coarse) || banned(pfx_ban, coarse)) {
+        // Banned packets count toward their source and their prefix alike.
         if let Some(s) = SOURCES.get_ptr_mut(src_key) {
             account(s, len, coarse, true);
+        }
+        if let Some(p) = PREFIXES.get_ptr_mut(pfx_key) {
+            account(p, len, coarse, true);
         }
         return (drop_verdict(monitor), Reason::Banned);
     }
 
-    // 4. Limits.
+    // 4. Port scope, before anything is inserted or drawn from the new-source
+    // budget: traffic the limits do not cover (udp/53 replies, ICMP "packet too
+    // big") is never dropped by a limit and never fills SOURCES. Fragments and
+    // opaque packets have no port to read and stay in scope.
+    if flags & SETTINGS_PORTS_SCOPED != 0
+        && !pkt.fragment
+        && !pkt.opaque
+        && !in_scope(pkt.proto, pkt.dport)
+    {
+        if let Some(s) = SOURCES.get_ptr_mut(src_key) {
+            account(s, len, coarse, false);
+        }
+        return (Verdict::Pass, Reason::Unscoped);
+    }
+
+    // 5. Limits.
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let src = match source_entry(src_key, settings, now) {
@@ -550,21 +585,6 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
         Ok(None) => return (Verdict::Pass, Reason::Ok),
         Err(()) => return (drop_verdict(monitor), Reason::NewSourceBudget),
     };
-    if settings.flags & SETTINGS_PORTS_SCOPED != 0 && !pkt.fragment {
-        let exact = PortKey {
-            proto: u16::from(pkt.proto),
-            port: pkt.dport,
-        };
-        let any = PortKey {
-            proto: u16::from(pkt.proto),
-            port: 0,
-        };
-        // SAFETY: the references are only tested for presence.
-        if unsafe { PORTS.get(exact).is_none() && PORTS.get(any).is_none() } {
-            account(src, len, now, false);
-            return (Verdict::Pass, Reason::Unscoped);
-        }
-    }
     let Some(pfx) = prefix_entry(pfx_key, now) else {
         account(src, len, now, false);
         return (Verdict::Pass, Reason::Ok);
@@ -574,6 +594,16 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
         None => {
             account(src, len, now, false);
             account(pfx, len, now, false);
+            if pkt.opaque {
+                // Within every limit, but its transport header could not be
+                // read: `malformed`, with that setting's verdict.
+                let verdict = if flags & SETTINGS_DROP_MALFORMED != 0 {
+                    drop_verdict(monitor)
+                } else {
+                    Verdict::Pass
+                };
+                return (verdict, Reason::Malformed);
+            }
             let reason = if pkt.fragment {
                 Reason::Fragment
             } else {
@@ -588,25 +618,10 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
                 if policy.prefix_ban_ns != 0 {
                     ban(pfx_ban, policy.prefix_ban_ns, reason, pfx);
                 }
-            } else if policy.ban_ns != 0 {
-                ban(src_ban, policy.ban_ns, reason, src);
+            } else if policy.ban_ns != 0 && ban(src_ban, policy.ban_ns, reason, src) {
                 info!(ctx, "floodgate: banned a source for {}", reason as u32);
             }
             (drop_verdict(monitor), reason)
         }
     }
-}
-
-/// `d * factor` for ban escalation. Both are clamped first (2^48 ns is 3 days
-/// beyond any cap; userspace limits the factor to 1000) so the product fits in
-/// 64 bits: an overflow check would need a 128-bit multiply BPF cannot call.
-#[inline(always)]
-fn grow(d: u64, factor: u32) -> u64 {
-    let d = if d > 1 << 48 { 1 << 48 } else { d };
-    let factor = if factor > 1 << 15 {
-        1 << 15
-    } else {
-        u64::from(factor)
-    };
-    d * factor
 }

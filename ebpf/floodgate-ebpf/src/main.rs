@@ -7,7 +7,7 @@
 //! lints run over the same code without a second panic handler.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
-#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics, asm_experimental_arch))]
 #![cfg_attr(
     target_arch = "bpf",
     expect(internal_features, reason = "BPF atomics need the core intrinsics")
@@ -27,7 +27,11 @@ use floodgate_common::{Reason, Verdict};
 pub fn floodgate(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let (verdict, reason) = match parse::parse(&ctx) {
-        Ok(pkt) => decide::decide(&ctx, &pkt, len),
+        Ok(pkt) => match scratch::settle(pkt) {
+            Some(pkt) => decide::decide(&ctx, &pkt, len),
+            // No scratch map: the program was loaded without its maps.
+            None => (Verdict::Pass, Reason::Ok),
+        },
         Err(parse::ParseError::NonIp) => (Verdict::Pass, Reason::NonIp),
         Err(parse::ParseError::Malformed) => (decide::malformed_verdict(), Reason::Malformed),
     };

@@ -12,10 +12,17 @@ use network_types::{
 
 /// VLAN tags followed: 802.1Q inside 802.1ad (QinQ) is the deepest we expect.
 pub const MAX_VLAN_DEPTH: usize = 2;
-/// IPv6 extension headers skipped before giving up (hop-by-hop, routing,
-/// fragment, authentication and destination options may each appear; RFC 8200
-/// allows destination options twice).
-pub const MAX_IPV6_EXT: usize = 8;
+/// IPv6 extension headers walked to find the transport header. RFC 8200 expects
+/// at most one of each plus a second destination options header, but Linux
+/// delivers UDP behind longer chains (8 and 12 destination options were seen to
+/// reach a socket): a longer chain is not malformed, its packet is decided by
+/// its source alone (`Packet::opaque`).
+pub const MAX_IPV6_EXT: usize = 16;
+
+/// The transport header must start within this many bytes of the frame (a mask:
+/// 2^14 − 1, beyond any MTU XDP sees); a longer IPv6 header chain is decided by
+/// its source alone.
+const MAX_L4_OFFSET: usize = 0x3fff;
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -29,8 +36,15 @@ const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_DSTOPTS: u8 = 60;
 const IPPROTO_AH: u8 = 51;
+/// Mobility (RFC 6275), HIP (RFC 7401) and Shim6 (RFC 5533): extension headers
+/// with the same next-header / length-in-8-octets layout as destination options.
+const IPPROTO_MH: u8 = 135;
+const IPPROTO_HIP: u8 = 139;
+const IPPROTO_SHIM6: u8 = 140;
 
 /// What the decision needs to know about an IP packet.
+#[repr(C)]
+#[derive(Clone, Copy)]
 pub struct Packet {
     /// Source address, IPv4 mapped into IPv6, network order.
     pub src: [u8; 16],
@@ -42,6 +56,13 @@ pub struct Packet {
     pub syn: bool,
     /// Non-first fragment: no L4 header to read.
     pub fragment: bool,
+    /// The source was read but not the transport header (a truncated one, an
+    /// extension chain longer than [`MAX_IPV6_EXT`]): the packet is still
+    /// decided by its source — block list, bans, limits — and counted as
+    /// malformed; it is never passed for free.
+    pub opaque: bool,
+    /// Set by the IP parsers once `src` holds the source address.
+    pub src_read: bool,
 }
 
 /// Parse outcome for frames that are not a well-formed IP packet.
@@ -54,10 +75,23 @@ pub enum ParseError {
 
 /// The one bounds-checked accessor: a pointer to a `T` at `offset`, or an error
 /// if the packet is too short.
+///
+/// It reads the context's packet pointers afresh each time (volatile, so LLVM
+/// does not keep one load for the whole parser). A packet pointer carried from
+/// one header to the next brings the length the verifier proved on that path;
+/// that differs on every path through VLAN tags and extension headers and keeps
+/// the verifier from merging them, so a 16-header walk passed its
+/// million-instruction limit. A fresh pointer has proven nothing yet: every path
+/// reaches the next header in the same state. Two loads per header.
 #[inline(always)]
 fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ParseError> {
-    let start = ctx.data();
-    let end = ctx.data_end();
+    // SAFETY: `ctx.ctx` is the program's live xdp_md.
+    let (start, end) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*ctx.ctx).data) as usize,
+            core::ptr::read_volatile(&raw const (*ctx.ctx).data_end) as usize,
+        )
+    };
     if start + offset + size_of::<T>() > end {
         return Err(ParseError::Malformed);
     }
@@ -105,6 +139,7 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<usize, P
     pkt.src = [
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, src[0], src[1], src[2], src[3],
     ];
+    pkt.src_read = true;
     // SAFETY: as above.
     pkt.proto = unsafe { (*ip).proto };
     // SAFETY: as above.
@@ -116,6 +151,27 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<usize, P
         return Err(ParseError::Malformed);
     }
     Ok(l4)
+}
+
+/// `off & MAX_L4_OFFSET` for an `off` already checked to be at most that: a
+/// no-op for the value, but the verifier then sees the offset in the same range
+/// on every path through the extension chain and prunes them into one per
+/// header, instead of following each combination of header kinds (which passes
+/// its million-instruction limit at 16 headers). Inline assembly, because LLVM
+/// would drop an `&` it can prove changes nothing.
+#[inline(always)]
+fn verifier_bound(off: usize) -> usize {
+    #[cfg(target_arch = "bpf")]
+    {
+        let mut v = off as u64;
+        // SAFETY: one ALU instruction on a register, no memory access.
+        unsafe { core::arch::asm!("{0} &= 0x3fff", inout(reg) v, options(pure, nomem, nostack)) };
+        v as usize
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    {
+        off & MAX_L4_OFFSET
+    }
 }
 
 /// IPv6 and a bounded chain of extension headers. Returns the L4 offset.
@@ -130,17 +186,19 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<usize, P
     pkt.is_v6 = true;
     // SAFETY: as above.
     pkt.src = unsafe { (*ip).src_addr };
+    pkt.src_read = true;
     // SAFETY: as above.
     let mut next = unsafe { (*ip).next_hdr };
     let mut cur = off + Ipv6Hdr::LEN;
     for _ in 0..MAX_IPV6_EXT {
-        match next {
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+        let step = match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_MH | IPPROTO_HIP
+            | IPPROTO_SHIM6 => {
                 let h: *const [u8; 2] = ptr_at(ctx, cur)?;
                 // SAFETY: ptr_at checked both bytes.
                 let [nh, len] = unsafe { *h };
                 next = nh;
-                cur += (len as usize + 1) * 8;
+                (len as usize + 1) * 8
             }
             IPPROTO_AH => {
                 // The authentication header counts its length in 4-byte units, minus 2.
@@ -148,7 +206,7 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<usize, P
                 // SAFETY: ptr_at checked both bytes.
                 let [nh, len] = unsafe { *h };
                 next = nh;
-                cur += (len as usize + 2) * 4;
+                (len as usize + 2) * 4
             }
             IPPROTO_FRAGMENT => {
                 let h: *const [u8; 4] = ptr_at(ctx, cur)?;
@@ -158,16 +216,35 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<usize, P
                 if u16::from_be_bytes([off_hi, off_lo]) & 0xfff8 != 0 {
                     pkt.fragment = true;
                 }
-                cur += 8;
+                8
             }
             _ => {
                 pkt.proto = next;
                 return Ok(cur);
             }
+        };
+        let end = cur + step;
+        if end > MAX_L4_OFFSET {
+            return Err(ParseError::Malformed);
         }
+        cur = verifier_bound(end);
     }
-    // Longer chains than any sane sender uses: treat as malformed, not as a way
-    // around the limits.
+    // The last header walked may be followed by the transport header itself.
+    if !matches!(
+        next,
+        IPPROTO_HOPOPTS
+            | IPPROTO_ROUTING
+            | IPPROTO_DSTOPTS
+            | IPPROTO_MH
+            | IPPROTO_HIP
+            | IPPROTO_SHIM6
+            | IPPROTO_AH
+            | IPPROTO_FRAGMENT
+    ) {
+        pkt.proto = next;
+        return Ok(cur);
+    }
+    // A longer chain than we walk: the caller decides it by its source.
     Err(ParseError::Malformed)
 }
 
@@ -210,12 +287,26 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, ParseError> {
         dport: 0,
         syn: false,
         fragment: false,
+        opaque: false,
+        src_read: false,
     };
     let l4 = match ether_type {
-        ETH_P_IPV4 => parse_ipv4(ctx, off, &mut pkt)?,
-        ETH_P_IPV6 => parse_ipv6(ctx, off, &mut pkt)?,
+        ETH_P_IPV4 => parse_ipv4(ctx, off, &mut pkt),
+        ETH_P_IPV6 => parse_ipv6(ctx, off, &mut pkt),
         _ => return Err(ParseError::NonIp),
     };
-    parse_l4(ctx, l4, &mut pkt)?;
+    // `Malformed` is only for frames whose source could not be read: once it
+    // was, every later problem still leaves the packet to be decided by it.
+    if !pkt.src_read {
+        return Err(ParseError::Malformed);
+    }
+    match l4 {
+        Ok(l4) => {
+            if parse_l4(ctx, l4, &mut pkt).is_err() {
+                pkt.opaque = true;
+            }
+        }
+        Err(_) => pkt.opaque = true,
+    }
     Ok(pkt)
 }

@@ -12,6 +12,8 @@
 use aya_ebpf::{macros::map, maps::PerCpuArray, maps::lpm_trie::Key};
 use floodgate_common::{AddrKey, BanKey, TrackState};
 
+use crate::parse::Packet;
+
 /// The keys of one packet's decision.
 #[repr(C)]
 pub struct Scratch {
@@ -24,6 +26,8 @@ pub struct Scratch {
     pub pfx_ban: BanKey,
     /// The value a first-seen source or prefix is inserted with.
     pub fresh: TrackState,
+    /// The parser's result, on its way to the decision (see [`settle`]).
+    pub pkt: Packet,
 }
 
 #[map]
@@ -55,5 +59,25 @@ pub fn fresh_entry(sc: *mut Scratch, now: u64) -> *const TrackState {
         core::ptr::write_volatile(&raw mut (*f).first_seen_ns, now);
         core::ptr::write_volatile(&raw mut (*f).last_seen_ns, now);
         f
+    }
+}
+
+/// Hands the parser's result to the decision through this CPU's scratch slot.
+///
+/// The verifier follows every path through the parser separately — each number
+/// of VLAN tags and IPv6 extension headers, each header kind — and would verify
+/// the whole decision once for every distinct register state a path leaves
+/// behind: with 16 extension headers that passes its million-instruction limit.
+/// Values it reads back from a map are unknown to it, so after this round trip
+/// every path reaches the decision in the same state and is verified once. The
+/// volatile accesses keep LLVM from forwarding the store to the load.
+#[inline(always)]
+pub fn settle(pkt: Packet) -> Option<Packet> {
+    let sc = scratch()?;
+    // SAFETY: this CPU's live scratch slot; `pkt` is plain data.
+    unsafe {
+        let slot = &raw mut (*sc).pkt;
+        core::ptr::write_volatile(slot, pkt);
+        Some(core::ptr::read_volatile(slot))
     }
 }

@@ -13,7 +13,7 @@ use aya::{
 use floodgate_common::{LAYOUT_VERSION, Meta, PROGRAM_NAME, maps};
 use tracing::{debug, warn};
 
-use crate::object;
+use crate::{kernel, object};
 
 /// Errors from loading or attaching the program.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,17 @@ pub enum LoadError {
     Ebpf(#[from] EbpfError),
     #[error("the XDP program was rejected: {0}; run as root on a kernel ≥ 6.1 with BTF")]
     Program(#[source] ProgramError),
+    /// Features the probes found missing, one line each (see `kernel::probe`).
+    #[error("{}", .lines.join("\n"))]
+    Unsupported { lines: Vec<String> },
+    /// The verifier refused the program: its log in one line. The log itself
+    /// is in `source` (and [`LoadError::verifier_log`]), never in this message.
+    #[error("{summary}")]
+    Rejected {
+        summary: String,
+        #[source]
+        source: ProgramError,
+    },
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
@@ -68,6 +79,19 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl LoadError {
+    /// The verifier's full log, when it rejected the program.
+    pub fn verifier_log(&self) -> Option<String> {
+        match self {
+            LoadError::Rejected {
+                source: ProgramError::LoadError { verifier_log, .. },
+                ..
+            } => Some(verifier_log.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// How to attach: `Auto` tries native (driver) mode and falls back to generic.
@@ -155,9 +179,21 @@ pub struct Floodgate {
 impl Floodgate {
     /// Loads the program. With `pin_dir`, maps are pinned below it and maps
     /// already pinned there are adopted after their layout version is checked.
+    /// The kernel is probed first, so one it cannot run on is told so in a line
+    /// per missing feature.
     pub fn load(capacity: Capacity, pin_dir: Option<&Path>) -> Result<Floodgate, LoadError> {
         if object::is_stub() {
             return Err(LoadError::NoProgram);
+        }
+        let release = kernel::release();
+        let probed = kernel::probe::check(&release);
+        for w in &probed.warnings {
+            warn!("{w}");
+        }
+        if !probed.missing.is_empty() {
+            return Err(LoadError::Unsupported {
+                lines: probed.missing,
+            });
         }
         let mut adopted = false;
         let mut loader = EbpfLoader::new();
@@ -181,7 +217,9 @@ impl Floodgate {
         }
         let mut ebpf = loader.load(object::OBJECT)?;
         let program: &mut Xdp = program_mut(&mut ebpf)?;
-        program.load().map_err(LoadError::Program)?;
+        program
+            .load()
+            .map_err(|e| kernel::verifier::rejected(e, &release))?;
         let mut fg = Floodgate {
             ebpf,
             adopted,

@@ -17,6 +17,17 @@ pub struct Capacity {
     pub lists: u32,
 }
 
+impl From<Capacity> for crate::loader::Capacity {
+    fn from(c: Capacity) -> Self {
+        crate::loader::Capacity {
+            sources: c.sources,
+            prefixes: c.prefixes,
+            bans: c.bans,
+            lists: c.lists,
+        }
+    }
+}
+
 /// Everything the maps hold for one configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compiled {

@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// When the kernel's verifier rejects the program, log its full account
+    /// (thousands of lines) after the one-line reason.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -72,13 +76,13 @@ pub fn run(args: &RunArgs, socket: &Path) -> Result<(), Failure> {
         xdp_mode: args.xdp_mode,
         socket_group: args.socket_group.clone(),
         metrics: args.metrics,
+        verbose: args.verbose,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::new(1, format!("starting the async runtime: {e}")))?;
-    rt.block_on(daemon::run(options)).map_err(|e| {
-        tracing::error!(error = %e, "floodgate stopped");
-        Failure::new(1, e)
-    })
+    // daemon::run has logged the error.
+    rt.block_on(daemon::run(options))
+        .map_err(|e| Failure::new(1, e))
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::{Cli, Failure, call, print_json, render, unexpected};
 use crate::{
     control::proto::{Reply, Request, TopBy},
+    memory,
     stats::Stats,
 };
 
@@ -75,7 +76,7 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
         t.add_row(vec![i.name.clone(), i.mode.name().to_owned()]);
     }
     println!("{t}");
-    let mut t = render::table(&["map", "entries", "capacity", "fill"]);
+    let mut t = render::table(&["map", "entries", "capacity", "fill", "memory at capacity"]);
     for m in &s.maps {
         let fill = if m.capacity == 0 {
             0.0
@@ -87,9 +88,19 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
             render::num(m.entries),
             render::num(m.capacity),
             comfy_table::Cell::new(format!("{fill:.1}%")),
+            comfy_table::Cell::new(memory::human(m.kernel_memory_bytes))
+                .set_alignment(comfy_table::CellAlignment::Right),
         ]);
     }
     println!("{t}");
+    if let Some(k) = s.kernel_memory {
+        println!(
+            "kernel memory: {} (maps at capacity; {} allocated at load, the allow, block and \
+             rule tries at most the rest as they fill)",
+            memory::human(k.at_capacity_bytes),
+            memory::human(k.preallocated_bytes)
+        );
+    }
     println!(
         "eviction pressure: {} (sources inserted {}); ban events suppressed {}, lost {}; \
          log lines suppressed {}",

@@ -79,6 +79,9 @@ pub struct Capacity {
     pub lists: u32,
     pub pressure: f64,
     pub new_source_budget: Option<RateSpec>,
+    /// Largest share (0 to 1) of the host's available memory the maps may need
+    /// at these capacities; None ("off"): no check.
+    pub max_memory: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,6 +38,7 @@ pub struct RawCapacity {
     pub lists: S<i64>,
     pub pressure: S<f64>,
     pub new_source_budget: S<String>,
+    pub max_memory: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

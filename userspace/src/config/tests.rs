@@ -236,3 +236,22 @@ fn rates_out_of_kernel_range_are_refused() {
     assert!(e[1].contains("below 1 byte per second"));
     assert!(e[2].contains("a rate of 0 drops everything"));
 }
+
+#[test]
+fn max_memory_is_a_percentage_or_off() {
+    assert_eq!(parse("").expect("valid").capacity.max_memory, Some(0.25));
+    let c = parse("[capacity]\nmax_memory = \"12.5%\"\n").expect("valid");
+    assert_eq!(c.capacity.max_memory, Some(0.125));
+    let c = parse("[capacity]\nmax_memory = \"off\"\n").expect("valid");
+    assert_eq!(c.capacity.max_memory, None);
+    for bad in ["\"25\"", "\"0%\"", "\"150%\"", "\"lots\""] {
+        let e = errors(&format!("[capacity]\nsources = 5000\nmax_memory = {bad}\n"));
+        assert_eq!(
+            e,
+            vec![format!(
+                "fg.toml:3:14: capacity.max_memory: {bad} is not a share of the available \
+                 memory — write a percentage above 0 and at most 100, like \"25%\", or \"off\""
+            )],
+        );
+    }
+}

@@ -39,6 +39,13 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// Parses a percentage: "25%", "12.5 %". The sign is required, so a bare
+/// number is never mistaken for a fraction or a count.
+pub fn parse_percent(s: &str) -> Option<f64> {
+    let n: f64 = s.trim().strip_suffix('%')?.trim().parse().ok()?;
+    n.is_finite().then_some(n)
+}
+
 /// Parses "5m", "24h", "100ms", "0s".
 pub fn parse_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s.trim()).ok()
@@ -121,5 +128,9 @@ mod tests {
         assert_eq!(parse_bytes("2KB"), Some(2000));
         assert_eq!(parse_bytes("2 parsecs"), None);
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_percent("25%"), Some(25.0));
+        assert_eq!(parse_percent(" 12.5 %"), Some(12.5));
+        assert_eq!(parse_percent("25"), None);
+        assert_eq!(parse_percent("NaN%"), None);
     }
 }

@@ -246,6 +246,29 @@ impl Validator<'_> {
         }
     }
 
+    /// A share of something written as a percentage ("25%"), or "off" (None).
+    fn share(&mut self, key: &str, v: &S<String>, default: Option<f64>) -> Option<f64> {
+        let Some(v) = v else { return default };
+        let text = v.get_ref().trim();
+        if text == "off" {
+            return None;
+        }
+        match units::parse_percent(text) {
+            Some(pct) if pct > 0.0 && pct <= 100.0 => Some(pct / 100.0),
+            _ => {
+                self.issue(
+                    v.span(),
+                    format!(
+                        "{key}: {:?} is not a share of the available memory — write a \
+                         percentage above 0 and at most 100, like \"25%\", or \"off\"",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
     fn mode(&mut self, key: &str, v: &S<String>) -> Option<bool> {
         let v = v.as_ref()?;
         match v.get_ref().as_str() {
@@ -368,6 +391,7 @@ impl Validator<'_> {
                 rate(5000, SECOND),
                 false,
             ),
+            max_memory: self.share("capacity.max_memory", &c.max_memory, Some(0.25)),
         };
 
         let l = &raw.limits;

@@ -141,6 +141,28 @@ pub struct Status {
     /// daemons' replies.
     #[serde(default)]
     pub log_lines_suppressed: u64,
+    /// What the maps cost in kernel memory at their capacities. Absent from
+    /// older daemons' replies.
+    #[serde(default)]
+    pub kernel_memory: Option<KernelMemory>,
+}
+
+/// Kernel memory of the maps at their capacities (see `memory`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KernelMemory {
+    /// Every map full, the allow, block and rule tries at their upper bound.
+    pub at_capacity_bytes: u64,
+    /// Allocated when the maps were created (hash maps, arrays, ring buffers).
+    pub preallocated_bytes: u64,
+}
+
+impl From<&crate::memory::Estimate> for KernelMemory {
+    fn from(e: &crate::memory::Estimate) -> Self {
+        KernelMemory {
+            at_capacity_bytes: e.total(),
+            preallocated_bytes: e.preallocated(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,6 +176,10 @@ pub struct MapFill {
     pub name: String,
     pub entries: u64,
     pub capacity: u64,
+    /// Kernel memory of the map at capacity (an upper bound for the tries,
+    /// which allocate as they fill). Absent from older daemons' replies.
+    #[serde(default)]
+    pub kernel_memory_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::{
-    DaemonError, Options, links,
+    DaemonError, Options, budget, links,
     loglimit::{Kind, LogLimiter},
     runtime::{Runtime, unix_now},
 };
@@ -23,10 +23,10 @@ use crate::{
     addr::{from_lpm_key, lpm_key, mapped, unmapped},
     config::Config,
     control::proto::{
-        BanRow, InterfaceStatus, ListEntry, MapFill, Mode, Reply, Request, Response, Status, TopBy,
-        TopRow,
+        BanRow, InterfaceStatus, KernelMemory, ListEntry, MapFill, Mode, Reply, Request, Response,
+        Status, TopBy, TopRow,
     },
-    loader::{Capacity, Floodgate},
+    loader::Floodgate,
     policy::{Compiled, compile},
     stats::Stats,
     tables::IfaceSlot,
@@ -84,13 +84,9 @@ impl Engine {
         let compiled = compile(&config);
         let runtime = Runtime::load(&opts.state_dir)?;
         super::bpffs::ensure(&opts.pin_dir)?;
-        let c = compiled.capacity;
-        let capacity = Capacity {
-            sources: c.sources,
-            prefixes: c.prefixes,
-            bans: c.bans,
-            lists: c.lists,
-        };
+        let capacity = compiled.capacity.into();
+        let max_memory = config.capacity.max_memory;
+        budget::check_at_start(&capacity, max_memory, &opts.pin_dir, opts.config.as_deref())?;
         let fg = Floodgate::load(capacity, Some(&opts.pin_dir))?;
         if fg.adopted() {
             info!(pin_dir = %opts.pin_dir.display(), "adopted pinned maps: counters, bans and tracked sources carry over");
@@ -558,6 +554,7 @@ impl Engine {
         let g = self.fg.global_state()?;
         let settings = self.settings();
         let c = self.compiled.capacity;
+        let memory = crate::memory::estimate(&c.into(), crate::memory::possible_cpus());
         let count = |name: &'static str| self.fg.count_entries(name).unwrap_or(0);
         let maps = [
             (maps::SOURCES, c.sources),
@@ -572,6 +569,7 @@ impl Engine {
             name: name.to_lowercase(),
             entries: count(name),
             capacity: u64::from(cap),
+            kernel_memory_bytes: memory.of(&[name]),
         })
         .collect();
         Ok(Status {
@@ -590,6 +588,7 @@ impl Engine {
             events_suppressed: g.events_suppressed,
             events_lost: g.events_lost,
             log_lines_suppressed: self.log_lines_suppressed(g.events_suppressed),
+            kernel_memory: Some(KernelMemory::from(&memory)),
         })
     }
 

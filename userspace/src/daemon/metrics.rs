@@ -285,6 +285,7 @@ mod tests {
                     name: (*m).to_owned(),
                     entries: 1,
                     capacity: 10,
+                    kernel_memory_bytes: 0,
                 })
                 .collect(),
             source_inserts: 5,
@@ -292,6 +293,7 @@ mod tests {
             events_suppressed: 1,
             events_lost: 1,
             log_lines_suppressed: 1,
+            kernel_memory: None,
         };
         let names = [(1, "eth1".to_owned())];
         let stats = Stats::from_counters(&counters, false).with_interfaces(&counters, &names);
@@ -416,6 +418,7 @@ mod tests {
             events_suppressed: 0,
             events_lost: 0,
             log_lines_suppressed: 42,
+            kernel_memory: None,
         };
         let out = render(&status, &stats, 0).expect("renders");
         for line in [

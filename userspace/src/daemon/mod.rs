@@ -4,6 +4,7 @@
 //! a restarted daemon adopts that state.
 
 pub mod bpffs;
+pub mod budget;
 pub mod engine;
 pub mod events;
 pub mod links;
@@ -25,7 +26,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     config::ConfigError,
@@ -80,6 +81,8 @@ pub struct Options {
     pub socket_group: Option<String>,
     /// Serve Prometheus metrics on this address.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Print the verifier's full log when it rejects the program.
+    pub verbose: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +95,8 @@ pub enum DaemonError {
     State(#[from] runtime::StateError),
     #[error(transparent)]
     Bpffs(#[from] bpffs::BpffsError),
+    #[error(transparent)]
+    Budget(#[from] budget::BudgetError),
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error("{path}: {source}")]
@@ -106,6 +111,16 @@ pub enum DaemonError {
     NotAttached(String),
     #[error("aya-log: {0}")]
     Log(#[from] aya_log::Error),
+}
+
+impl DaemonError {
+    /// The verifier's full log, when it rejected the program.
+    pub fn verifier_log(&self) -> Option<String> {
+        match self {
+            DaemonError::Load(e) => e.verifier_log(),
+            _ => None,
+        }
+    }
 }
 
 /// Tells systemd about the daemon's state (a no-op outside systemd).
@@ -126,8 +141,23 @@ fn watch<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>, Da
 }
 
 /// Runs the daemon until SIGTERM/SIGINT (filtering stays) or a full detach.
+/// An error is logged in one line; the verifier's log, when it rejected the
+/// program, follows it with `verbose` only (it runs to thousands of lines).
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
-    let mut engine = Engine::start(&opts)?;
+    let result = serve(&opts).await;
+    if let Err(e) = &result {
+        error!(error = %e, "floodgate stopped");
+        match e.verifier_log() {
+            Some(log) if opts.verbose => error!("the verifier's log:\n{log}"),
+            Some(_) => info!("`floodgate run --verbose` prints the verifier's log"),
+            None => {}
+        }
+    }
+    result
+}
+
+async fn serve(opts: &Options) -> Result<(), DaemonError> {
+    let mut engine = Engine::start(opts)?;
     let program_log = ProgramLog {
         logs: Arc::clone(&engine.logs),
     };

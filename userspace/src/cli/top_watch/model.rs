@@ -365,6 +365,7 @@ mod tests {
             events_suppressed: 0,
             events_lost: 0,
             log_lines_suppressed: 0,
+            kernel_memory: None,
         }
     }
 

@@ -86,6 +86,21 @@ nsenter -t "$CLIENT" -n ip link set fg1 up
 nsenter -t "$CLIENT" -n ip link set lo up
 step "UDP crosses the veth unfiltered" flood all
 
+# The default capacities need about half a GiB of kernel memory: more than the
+# default 25 % of what a 1 GiB guest has available. A first start refuses,
+# naming [capacity], before it loads or pins anything.
+refuses_defaults() {
+    if floodgate --socket "$SOCK" run --iface fg0 --pin-dir /sys/fs/bpf/floodgate-defaults \
+        --state-dir /tmp/state-defaults >/tmp/defaults.log 2>&1; then
+        echo "the daemon started with the default capacities"
+        return 1
+    fi
+    cat /tmp/defaults.log
+    grep -q '\[capacity\]' /tmp/defaults.log || return 1
+    [ ! -e /sys/fs/bpf/floodgate-defaults/maps ] || { echo "it left pins behind"; return 1; }
+}
+step "the default capacities are refused on a 1 GiB host, naming [capacity]" refuses_defaults
+
 : >/tmp/daemon.log
 start native
 step "attached in native mode" status_has '"mode":"native"'

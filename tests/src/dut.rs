@@ -17,6 +17,19 @@ pub const XDP_PASS: u32 = 2;
 
 const SECOND: u64 = 1_000_000_000;
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock the program's ban and block
+/// expiries are on.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    ts.tv_sec as u64 * SECOND + ts.tv_nsec as u64
+}
+
 /// A per-second rate with a burst.
 pub fn per_sec(rate: u64, burst: u64) -> Rate {
     Rate::new(rate, SECOND, burst)

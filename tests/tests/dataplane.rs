@@ -12,22 +12,11 @@ use floodgate_common::{
     maps,
 };
 use floodgate_tests::{
-    dut::{Dut, XDP_DROP, XDP_PASS, per_sec, quota, settings},
+    dut::{Dut, XDP_DROP, XDP_PASS, monotonic_ns, per_sec, quota, settings},
     packets::{Frame, Vlan, arp, ip, ipv4_fragment, ipv6_fragment},
 };
 
 const SECOND: u64 = 1_000_000_000;
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime");
-    ts.tv_sec as u64 * SECOND + ts.tv_nsec as u64
-}
 
 fn cidr(s: &str) -> (u32, [u8; 16]) {
     lpm_key(&s.parse().expect("a valid CIDR literal"))

@@ -16,23 +16,12 @@ use floodgate_common::{
     limit::MAX_OFFENSES, maps,
 };
 use floodgate_tests::{
-    dut::{Dut, XDP_DROP, XDP_PASS, per_sec, settings},
+    dut::{Dut, XDP_DROP, XDP_PASS, monotonic_ns, per_sec, settings},
     packets::{Frame, ip},
 };
 
 const MS: u64 = 1_000_000;
 const SECOND: u64 = 1000 * MS;
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime");
-    ts.tv_sec as u64 * SECOND + ts.tv_nsec as u64
-}
 
 fn ban_of(dut: &Dut, key: &BanKey) -> Result<Ban> {
     Ok(dut

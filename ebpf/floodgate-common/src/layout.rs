@@ -46,6 +46,15 @@ pub struct Rate {
 /// Fixed-point shift of [`Rate::interval_fp`].
 pub const FP_SHIFT: u32 = 16;
 
+/// The longest period a rate may have: `per_ns << FP_SHIFT` must fit in 64 bits
+/// (2^47 ns is about 39 hours).
+pub const MAX_PER_NS: u64 = u64::MAX >> FP_SHIFT;
+
+/// The most a bucket's tolerance (`burst × interval`) may be: 2^62 ns, about
+/// 146 years, so `now + tolerance` and the program's sanity margin
+/// (`limit::sane_ahead_ns`) never overflow.
+pub const MAX_TOLERANCE_NS: u64 = 1 << 62;
+
 impl Rate {
     pub const OFF: Rate = Rate {
         interval_fp: 0,
@@ -53,19 +62,48 @@ impl Rate {
     };
 
     /// `rate` units per `per_ns` nanoseconds, allowing `burst` units at once.
-    /// Returns `OFF` for a zero rate.
+    /// Returns `OFF` for a zero rate. What the kernel form cannot hold (see
+    /// [`Rate::checked_new`]) saturates — configuration validation rejects it
+    /// first, so this never silently shortens a burst a user asked for.
     pub const fn new(rate: u64, per_ns: u64, burst: u64) -> Rate {
-        if rate == 0 {
-            return Rate::OFF;
+        match Rate::checked_new(rate, per_ns, burst) {
+            Some(r) => r,
+            None => {
+                let per_ns = if per_ns > MAX_PER_NS {
+                    MAX_PER_NS
+                } else {
+                    per_ns
+                };
+                let interval_fp = (per_ns << FP_SHIFT) / rate;
+                Rate {
+                    interval_fp: if interval_fp == 0 { 1 } else { interval_fp },
+                    tolerance_ns: MAX_TOLERANCE_NS,
+                }
+            }
         }
-        // (per_ns << 16) / rate: per_ns is at most days (< 2^47 ns), so the shift fits.
+    }
+
+    /// [`Rate::new`], or `None` when the kernel form cannot hold it: a period
+    /// over [`MAX_PER_NS`], or a burst worth more than [`MAX_TOLERANCE_NS`] of
+    /// the rate (`burst × interval`; the old `as u64` wrapped such a burst to a
+    /// few nanoseconds, which dropped everything).
+    pub const fn checked_new(rate: u64, per_ns: u64, burst: u64) -> Option<Rate> {
+        if rate == 0 {
+            return Some(Rate::OFF);
+        }
+        if per_ns > MAX_PER_NS {
+            return None;
+        }
         let interval_fp = (per_ns << FP_SHIFT) / rate;
         let interval_fp = if interval_fp == 0 { 1 } else { interval_fp };
-        let tolerance_ns = ((burst as u128 * interval_fp as u128) >> FP_SHIFT) as u64;
-        Rate {
-            interval_fp,
-            tolerance_ns,
+        let tolerance = (burst as u128 * interval_fp as u128) >> FP_SHIFT;
+        if tolerance > MAX_TOLERANCE_NS as u128 {
+            return None;
         }
+        Some(Rate {
+            interval_fp,
+            tolerance_ns: tolerance as u64,
+        })
     }
 
     pub const fn is_on(&self) -> bool {
@@ -302,6 +340,21 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_burst_the_kernel_form_cannot_hold_is_refused_not_wrapped() {
+        let second = 1_000_000_000;
+        // 18446744074 × 1 s is just over 2^64 ns: it used to wrap to ~0.3 s.
+        assert_eq!(Rate::checked_new(1, second, 18_446_744_074), None);
+        assert_eq!(
+            Rate::new(1, second, 18_446_744_074).tolerance_ns,
+            MAX_TOLERANCE_NS
+        );
+        let fits = Rate::checked_new(1, second, 4_611_686_018).expect("fits");
+        assert_eq!(fits.tolerance_ns, 4_611_686_018 * second);
+        assert_eq!(Rate::checked_new(0, second, 5), Some(Rate::OFF));
+    }
+
     use super::*;
     use core::mem::size_of;
 

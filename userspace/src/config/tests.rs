@@ -255,3 +255,18 @@ fn max_memory_is_a_percentage_or_off() {
         );
     }
 }
+
+/// `packets = "1/s"` with a burst of 18446744074 used to validate, then wrap in
+/// the kernel form to a tolerance of a few nanoseconds (dropping everything).
+#[test]
+fn a_burst_the_kernel_cannot_hold_is_rejected_with_its_line() {
+    let e = errors("[limits]\npackets = \"1/s\"\npackets_burst = 18446744074\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("fg.toml:3:"), "{e:?}");
+    assert!(e[0].contains("limits.packets_burst"), "{e:?}");
+    assert!(e[0].contains("use at most 4611686018"), "{e:?}");
+    // The largest burst that fits is accepted and kept whole.
+    let ok = parse("[limits]\npackets = \"1/s\"\npackets_burst = 4611686018\n")
+        .expect("the largest burst that fits");
+    assert_eq!(ok.limits.packets.burst, 4_611_686_018);
+}

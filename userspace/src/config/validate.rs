@@ -135,6 +135,20 @@ impl Validator<'_> {
             );
             return default;
         }
+        if let Some(r) = rate
+            && let Some(most) = most_burst(r, n)
+        {
+            self.issue(
+                span,
+                format!(
+                    "{key}: a burst of {n} at {}/{} is more than a bucket holds (over 146 years \
+                     of the rate) — use at most {most}, or a faster rate",
+                    r.count,
+                    humantime::format_duration(r.per)
+                ),
+            );
+            return default;
+        }
         n
     }
 
@@ -655,4 +669,25 @@ fn default_prefix_limits() -> PrefixLimits {
         }),
         ban: Duration::from_secs(300),
     }
+}
+
+/// The largest burst the kernel form of rate `r` holds, when `burst` is over it
+/// (`None` when `burst` fits). See `floodgate_common::Rate::checked_new`.
+fn most_burst(r: RateSpec, burst: u64) -> Option<u64> {
+    let per_ns = u64::try_from(r.per.as_nanos()).unwrap_or(u64::MAX);
+    if floodgate_common::Rate::checked_new(r.count, per_ns, burst).is_some() {
+        return None;
+    }
+    // The kernel's tolerance is burst × interval: find the largest burst that
+    // fits by halving (the check is exact; 64 steps at most).
+    let (mut lo, mut hi) = (0u64, burst);
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if floodgate_common::Rate::checked_new(r.count, per_ns, mid).is_some() {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
 }

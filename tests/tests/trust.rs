@@ -171,3 +171,85 @@ fn banned_packets_count_toward_their_prefix() -> Result<()> {
     assert_eq!((prefix.packets, prefix.drops), (5, 4));
     Ok(())
 }
+
+fn would_ban_of(dut: &Dut, key: &BanKey) -> Result<Option<Ban>> {
+    Ok(dut
+        .fg
+        .bans()?
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, b)| b))
+}
+
+/// Monitor mode records would-bans that never drop: not in monitor mode, and not
+/// after `mode enforce` (the program before this change made real bans that
+/// dropped at once after the switch).
+#[test]
+fn monitor_mode_bans_drop_nothing_then_or_later() -> Result<()> {
+    let mut dut = Dut::load()?;
+    let mut s = settings();
+    s.flags |= floodgate_common::SETTINGS_MONITOR;
+    let strict = Policy {
+        packets: per_sec(1, 1),
+        ban_ns: 3600 * SECOND,
+        ..Policy::default()
+    };
+    dut.configure(&s, &[strict])?;
+    let src = ip("198.18.97.1");
+    let f = Frame::udp(src, 80).build();
+    assert_eq!(dut.run_n(&f, 5)?, 5, "monitor mode passes everything");
+    let key = BanKey {
+        addr: mapped(src),
+        prefix_len: 128,
+        _pad: 0,
+    };
+    let b = would_ban_of(&dut, &key)?.expect("a would-ban is recorded");
+    assert!(b.is_would_ban(), "{b:?}");
+    assert_eq!(b.reason_code(), Reason::RatePackets as u32);
+    sleep(Duration::from_millis(20));
+    assert_eq!(dut.run(&f)?, XDP_PASS);
+    assert!(dut.count(Verdict::WouldDrop, Reason::Banned)? >= 1);
+    // `mode enforce` with no limit left for this source: the would-ban drops nothing.
+    dut.configure(&settings(), &[Policy::default()])?;
+    assert_eq!(
+        dut.run_n(&f, 5)?,
+        5,
+        "a would-ban never drops after the switch"
+    );
+    assert_eq!(dut.count(Verdict::Drop, Reason::Banned)?, 0);
+    Ok(())
+}
+
+/// A monitored rule's prefix would-ban does not drop an enforced neighbour in
+/// the same /24 (before this change it dropped it as `banned`).
+#[test]
+fn a_monitor_rules_prefix_ban_spares_enforced_neighbours() -> Result<()> {
+    let mut dut = Dut::load()?;
+    let monitored = Policy {
+        prefix_packets: per_sec(1, 2),
+        prefix_ban_ns: 3600 * SECOND,
+        flags: floodgate_common::POLICY_MONITOR,
+        ..Policy::default()
+    };
+    dut.configure(&settings(), &[Policy::default(), monitored])?;
+    dut.fg
+        .sync_rules(&[(floodgate::addr::lpm_key(&"198.18.98.0/25".parse()?), 1)])?;
+    // The monitored half of the /24 goes over its prefix limit: a would-ban of the /24.
+    for host in 1..=5u8 {
+        let f = Frame::udp(ip(&format!("198.18.98.{host}")), 80).build();
+        assert_eq!(dut.run(&f)?, XDP_PASS);
+    }
+    sleep(Duration::from_millis(20));
+    let prefix_key = BanKey {
+        addr: mapped(ip("198.18.98.0")),
+        prefix_len: 96 + 24,
+        _pad: 0,
+    };
+    let b = would_ban_of(&dut, &prefix_key)?.expect("the /24's would-ban");
+    assert!(b.is_would_ban());
+    // The enforced neighbour in the other half passes.
+    let neighbour = Frame::udp(ip("198.18.98.200"), 80).build();
+    assert_eq!(dut.run_n(&neighbour, 3)?, 3);
+    assert_eq!(dut.count(Verdict::Drop, Reason::Banned)?, 0);
+    Ok(())
+}

@@ -278,6 +278,27 @@ pub struct GlobalState {
 
 /// `Event::kind`: a source or prefix was banned.
 pub const EVENT_BAN: u32 = 1;
+/// `Event::kind`: monitor mode recorded a would-ban (nothing is dropped).
+pub const EVENT_WOULD_BAN: u32 = 2;
+
+/// Set in `Ban::reason` for a would-ban: the ban monitor mode records where
+/// enforce mode would have banned. It never drops a packet: packets of a
+/// monitored policy count it as `would_drop`, an enforced policy ignores it
+/// (and bans for real when the source itself offends), so switching to enforce
+/// or an enforced neighbour of a monitored prefix is never hit by it.
+pub const BAN_WOULD: u32 = 1 << 31;
+
+impl Ban {
+    /// True for a would-ban (see [`BAN_WOULD`]).
+    pub const fn is_would_ban(&self) -> bool {
+        self.reason & BAN_WOULD != 0
+    }
+
+    /// The [`crate::Reason`] code, without the would-ban flag.
+    pub const fn reason_code(&self) -> u32 {
+        self.reason & !BAN_WOULD
+    }
+}
 
 /// A record in the `EVENTS` ring buffer.
 #[repr(C)]

@@ -8,10 +8,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::info;
 use floodgate_common::{
-    AddrKey, Ban, BanKey, EVENT_BAN, Event, GlobalState, POLICY_MONITOR, Policy, PortKey, Reason,
-    SETTINGS_DROP_MALFORMED, SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK, SETTINGS_HAS_RULES,
-    SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED, SETTINGS_READY, Settings, TrackState, Verdict,
-    iface_counter_index,
+    AddrKey, BAN_WOULD, Ban, BanKey, EVENT_BAN, EVENT_WOULD_BAN, Event, GlobalState,
+    POLICY_MONITOR, Policy, PortKey, Reason, SETTINGS_DROP_MALFORMED, SETTINGS_HAS_ALLOW,
+    SETTINGS_HAS_BLOCK, SETTINGS_HAS_RULES, SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED,
+    SETTINGS_READY, Settings, TrackState, Verdict, iface_counter_index,
     limit::{Escalation, PastBan, next_ban},
 };
 
@@ -115,16 +115,23 @@ fn bump(field: impl FnOnce(*mut GlobalState) -> *mut u64) {
     }
 }
 
-/// True when the ban at `key` is active at `now`. Expired bans stay in the map
-/// (they remember offences for escalation) and are ignored here.
+/// The ban at `key` at `now`: [`BAN_NONE`], [`BAN_ENFORCED`] or [`BAN_WOULD_ONLY`].
+/// Expired bans stay in the map (they remember offences for escalation) and
+/// count as none.
 #[inline(always)]
-fn banned(key: &BanKey, now: u64) -> bool {
+fn ban_state(key: &BanKey, now: u64) -> u32 {
     // SAFETY: the reference is only read within this call.
     match unsafe { BANS.get(key) } {
-        Some(b) => b.until_ns > now,
-        None => false,
+        Some(b) if b.until_ns > now && b.is_would_ban() => BAN_WOULD_ONLY,
+        Some(b) if b.until_ns > now => BAN_ENFORCED,
+        _ => BAN_NONE,
     }
 }
+
+const BAN_NONE: u32 = 0;
+/// Enough that [`BAN_ENFORCED`] wins over a would-ban when both keys have one.
+const BAN_WOULD_ONLY: u32 = 1;
+const BAN_ENFORCED: u32 = 2;
 
 /// False when no ban can be active: every ban ever made ends before `now`.
 /// Spares the two ban lookups on the common path.
@@ -363,7 +370,7 @@ fn limits(
 /// (`floodgate_common::limit::next_ban`). False when another CPU banned it a
 /// moment ago (or settings are missing): no new ban was made.
 #[inline(never)]
-fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState) -> bool {
+fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState, would: bool) -> bool {
     // Re-read here rather than passed in: BPF subprograms take at most five
     // arguments.
     let Some(settings) = SETTINGS.get(0) else {
@@ -374,8 +381,9 @@ fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState) -> 
     let prev = match BANS.get_ptr(key) {
         // SAFETY: a live map value, read once.
         Some(prev) => match unsafe { *prev } {
-            // Another CPU banned it a moment ago.
-            b if b.until_ns > now => return false,
+            // Another CPU banned it a moment ago — unless that was only a
+            // would-ban and this ban is enforced: then it is replaced.
+            b if b.until_ns > now && (would || !b.is_would_ban()) => return false,
             b => Some(PastBan {
                 until_ns: b.until_ns,
                 duration_ns: b.duration_ns,
@@ -395,7 +403,7 @@ fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState) -> 
         duration_ns: duration,
         banned_at_ns: now,
         offenses,
-        reason: reason as u32,
+        reason: reason as u32 | if would { BAN_WOULD } else { 0 },
     };
     raise_ban_horizon(entry.until_ns);
     if BANS.insert(key, entry, 0).is_err() {
@@ -410,22 +418,15 @@ fn ban(key: &BanKey, base_ns: u64, reason: Reason, state: *const TrackState) -> 
     let observed_pps = (packets.min(u64::MAX / 1_000_000_000) * 1_000_000_000)
         .checked_div(elapsed)
         .unwrap_or(packets);
-    emit(key, reason, offenses, duration, observed_pps, settings, now);
+    let kind = if would { EVENT_WOULD_BAN } else { EVENT_BAN };
+    emit(kind, key, &entry, observed_pps, settings, now);
     true
 }
 
 /// Sends a ban event to userspace, rate-limited so a spoofed flood cannot flood
 /// the log: events over `event_rate` are counted as suppressed instead.
 #[inline(always)]
-fn emit(
-    key: &BanKey,
-    reason: Reason,
-    offenses: u32,
-    duration: u64,
-    observed_pps: u64,
-    settings: &Settings,
-    now: u64,
-) {
+fn emit(kind: u32, key: &BanKey, ban: &Ban, observed_pps: u64, settings: &Settings, now: u64) {
     let Some(g) = global() else { return };
     // SAFETY: a live, aligned u64 inside the GLOBAL_STATE map value.
     let tat = unsafe { Cell::new(&raw mut (*g).event_tat) };
@@ -437,12 +438,12 @@ fn emit(
     match EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
             slot.write(Event {
-                kind: EVENT_BAN,
-                reason: reason as u32,
+                kind,
+                reason: ban.reason_code(),
                 addr: key.addr,
                 prefix_len: key.prefix_len,
-                offenses,
-                duration_ns: duration,
+                offenses: ban.offenses,
+                duration_ns: ban.duration_ns,
                 observed_pps,
                 time_ns: now,
             });
@@ -550,7 +551,15 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
         _pad: 0,
     };
     let (src_key, pfx_key, src_ban, pfx_ban) = (&*src_key, &*pfx_key, &*src_ban, &*pfx_ban);
-    if bans_possible(settings, coarse) && (banned(src_ban, coarse) || banned(pfx_ban, coarse)) {
+    let bans = if bans_possible(settings, coarse) {
+        let (a, b) = (ban_state(src_ban, coarse), ban_state(pfx_ban, coarse));
+        if a > b { a } else { b }
+    } else {
+        BAN_NONE
+    };
+    // A would-ban only counts for a monitored policy: an enforced one goes on
+    // to its own limits (see `BAN_WOULD`).
+    if bans == BAN_ENFORCED || (bans == BAN_WOULD_ONLY && monitor) {
         // Banned packets count toward their source and their prefix alike.
         if let Some(s) = SOURCES.get_ptr_mut(src_key) {
             account(s, len, coarse, true);
@@ -616,9 +625,12 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
             account(pfx, len, now, true);
             if reason.is_prefix() {
                 if policy.prefix_ban_ns != 0 {
-                    ban(pfx_ban, policy.prefix_ban_ns, reason, pfx);
+                    ban(pfx_ban, policy.prefix_ban_ns, reason, pfx, monitor);
                 }
-            } else if policy.ban_ns != 0 && ban(src_ban, policy.ban_ns, reason, src) {
+            } else if policy.ban_ns != 0
+                && ban(src_ban, policy.ban_ns, reason, src, monitor)
+                && !monitor
+            {
                 info!(ctx, "floodgate: banned a source for {}", reason as u32);
             }
             (drop_verdict(monitor), reason)

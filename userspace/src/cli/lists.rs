@@ -146,14 +146,27 @@ pub async fn bans(cli: &Cli, cmd: &BansCmd) -> Result<(), Failure> {
             if *json {
                 return print_json(&bans);
             }
-            let mut t = render::table(&["banned", "reason", "remaining", "duration", "offenses"]);
+            let mut t = render::table(&[
+                "banned",
+                "reason",
+                "remaining",
+                "duration",
+                "offenses",
+                "enforced",
+            ]);
             for b in bans {
+                let enforced = if b.would_ban {
+                    "no (monitor: would-ban)"
+                } else {
+                    "yes"
+                };
                 t.add_row(vec![
                     b.target.to_string(),
                     b.reason,
                     render::secs(b.remaining_secs),
                     render::secs(b.duration_secs),
                     b.offenses.to_string(),
+                    enforced.to_owned(),
                 ]);
             }
             println!("{t}");

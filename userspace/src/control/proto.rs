@@ -208,6 +208,10 @@ pub struct BanRow {
     /// The banned source (`/32`, `/128`) or prefix.
     pub target: IpNet,
     pub reason: String,
+    /// Recorded in monitor mode: it drops nothing, then or later (absent from
+    /// older daemons' replies).
+    #[serde(default)]
+    pub would_ban: bool,
     pub remaining_secs: f64,
     pub duration_secs: f64,
     pub offenses: u32,

@@ -616,9 +616,10 @@ impl Engine {
                 };
                 let row = BanRow {
                     target,
-                    reason: Reason::from_u32(b.reason)
+                    reason: Reason::from_u32(b.reason_code())
                         .map_or("unknown", Reason::name)
                         .to_owned(),
+                    would_ban: b.is_would_ban(),
                     remaining_secs: (b.until_ns - now) as f64 / 1e9,
                     duration_secs: b.duration_ns as f64 / 1e9,
                     offenses: b.offenses,

@@ -1,6 +1,6 @@
 //! Ban events from the kernel's ring buffer, turned into log lines.
 
-use floodgate_common::{EVENT_BAN, Event, Reason};
+use floodgate_common::{EVENT_BAN, EVENT_WOULD_BAN, Event, Reason};
 use ipnet::IpNet;
 
 use crate::addr::{from_lpm_key, unmapped};
@@ -13,6 +13,8 @@ pub struct BanEvent {
     pub offenses: u32,
     pub duration: std::time::Duration,
     pub observed_pps: u64,
+    /// A monitor-mode would-ban: nothing is dropped.
+    pub would: bool,
 }
 
 /// Decodes one record; `None` for a record of another size or kind.
@@ -23,7 +25,7 @@ pub fn decode(bytes: &[u8]) -> Option<BanEvent> {
     // SAFETY: the length matches and `Event` is plain old data; read unaligned
     // because ring-buffer records are only 8-byte aligned by convention.
     let e = unsafe { bytes.as_ptr().cast::<Event>().read_unaligned() };
-    if e.kind != EVENT_BAN {
+    if e.kind != EVENT_BAN && e.kind != EVENT_WOULD_BAN {
         return None;
     }
     let target = if e.prefix_len >= 128 {
@@ -37,5 +39,6 @@ pub fn decode(bytes: &[u8]) -> Option<BanEvent> {
         offenses: e.offenses,
         duration: std::time::Duration::from_nanos(e.duration_ns),
         observed_pps: e.observed_pps,
+        would: e.kind == EVENT_WOULD_BAN,
     })
 }

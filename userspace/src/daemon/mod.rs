@@ -263,13 +263,14 @@ async fn serve(opts: &Options) -> Result<(), DaemonError> {
                             && engine.log_allowed(Kind::Ban)
                         {
                             info!(
-                                event = "ban",
+                                event = if e.would { "would_ban" } else { "ban" },
                                 target = %e.target,
                                 reason = e.reason,
                                 duration = %humantime::format_duration(e.duration),
                                 offenses = e.offenses,
                                 observed_pps = e.observed_pps,
-                                "banned"
+                                "{}",
+                                if e.would { "would ban (monitor mode: nothing dropped)" } else { "banned" }
                             );
                         }
                     }

@@ -13,6 +13,7 @@
 
 pub mod layout;
 pub mod limit;
+pub mod prefix;
 pub mod reason;
 
 pub use layout::*;

@@ -14,11 +14,15 @@
 )]
 
 mod atomic;
+mod bans;
 mod bucket;
+mod counters;
 mod decide;
+mod limits;
 mod maps;
 mod parse;
 mod scratch;
+mod track;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use floodgate_common::{Reason, Verdict};
@@ -35,7 +39,7 @@ pub fn floodgate(ctx: XdpContext) -> u32 {
         Err(parse::ParseError::NonIp) => (Verdict::Pass, Reason::NonIp),
         Err(parse::ParseError::Malformed) => (decide::malformed_verdict(), Reason::Malformed),
     };
-    decide::count(decide::iface_slot(&ctx), verdict, reason, len);
+    counters::count(counters::iface_slot(&ctx), verdict, reason, len);
     match verdict {
         Verdict::Drop => xdp_action::XDP_DROP,
         Verdict::Pass | Verdict::WouldDrop => xdp_action::XDP_PASS,

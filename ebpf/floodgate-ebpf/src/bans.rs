@@ -1,0 +1,172 @@
+//! Bans: whether one is in force for a packet, and making one (with
+//! escalation, the ban horizon and the event for userspace).
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use floodgate_common::{
+    BAN_WOULD, Ban, BanKey, EVENT_BAN, EVENT_WOULD_BAN, Event, Reason, Settings, TrackState,
+    limit::{Escalation, PastBan, next_ban},
+};
+
+use crate::{
+    atomic::Cell,
+    bucket::{CAS_TRIES, Take, take},
+    counters::{bump, global},
+    maps::{BANS, EVENTS, SETTINGS},
+};
+
+/// The ban at `key` at `now`: [`BAN_NONE`], [`BAN_ENFORCED`] or [`BAN_WOULD_ONLY`].
+/// Expired bans stay in the map (they remember offences for escalation) and
+/// count as none.
+#[inline(always)]
+pub(crate) fn ban_state(key: &BanKey, now: u64) -> u32 {
+    // SAFETY: the reference is only read within this call.
+    match unsafe { BANS.get(key) } {
+        Some(b) if b.until_ns > now && b.is_would_ban() => BAN_WOULD_ONLY,
+        Some(b) if b.until_ns > now => BAN_ENFORCED,
+        _ => BAN_NONE,
+    }
+}
+
+pub(crate) const BAN_NONE: u32 = 0;
+/// Enough that [`BAN_ENFORCED`] wins over a would-ban when both keys have one.
+pub(crate) const BAN_WOULD_ONLY: u32 = 1;
+pub(crate) const BAN_ENFORCED: u32 = 2;
+
+/// False when no ban can be active: every ban ever made ends before `now`.
+/// Spares the two ban lookups on the common path.
+#[inline(always)]
+pub(crate) fn bans_possible(settings: &Settings, now: u64) -> bool {
+    if settings.user_ban_horizon_ns > now {
+        return true;
+    }
+    match global() {
+        // SAFETY: a live, aligned u64 inside the GLOBAL_STATE map value.
+        Some(g) => unsafe { Cell::new(&raw mut (*g).ban_horizon_ns) }.load() > now,
+        None => true,
+    }
+}
+
+/// Raises the ban horizon to `until` (an atomic maximum with bounded retries).
+#[inline(always)]
+pub(crate) fn raise_ban_horizon(until: u64) {
+    let Some(g) = global() else { return };
+    // SAFETY: a live, aligned u64 inside the GLOBAL_STATE map value.
+    let h = unsafe { Cell::new(&raw mut (*g).ban_horizon_ns) };
+    let mut cur = h.load();
+    for _ in 0..CAS_TRIES {
+        if cur >= until {
+            return;
+        }
+        match h.cas(cur, until) {
+            Ok(_) => return,
+            Err(seen) => cur = seen,
+        }
+    }
+    // Still lower after CAS_TRIES lost races: push it far out so this ban is
+    // never skipped (lookups resume until the horizon passes).
+    h.store(u64::MAX);
+}
+
+/// Bans `key` after it exceeded a limit: the first offence for `base_ns`, each
+/// repeat (while remembered) `ban_factor` times longer, up to `ban_max_ns`
+/// (`floodgate_common::limit::next_ban`). False when another CPU banned it a
+/// moment ago (or settings are missing): no new ban was made.
+#[inline(never)]
+pub(crate) fn ban(
+    key: &BanKey,
+    base_ns: u64,
+    reason: Reason,
+    state: *const TrackState,
+    would: bool,
+) -> bool {
+    // Re-read here rather than passed in: BPF subprograms take at most five
+    // arguments.
+    let Some(settings) = SETTINGS.get(0) else {
+        return false;
+    };
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let prev = match BANS.get_ptr(key) {
+        // SAFETY: a live map value, read once.
+        Some(prev) => match unsafe { *prev } {
+            // Another CPU banned it a moment ago — unless that was only a
+            // would-ban and this ban is enforced: then it is replaced.
+            b if b.until_ns > now && (would || !b.is_would_ban()) => return false,
+            b => Some(PastBan {
+                until_ns: b.until_ns,
+                duration_ns: b.duration_ns,
+                offenses: b.offenses,
+            }),
+        },
+        None => None,
+    };
+    let escalation = Escalation {
+        factor: settings.ban_factor,
+        max_ns: settings.ban_max_ns,
+        forget_ns: settings.ban_forget_ns,
+    };
+    let (offenses, duration) = next_ban(prev, now, base_ns, &escalation);
+    let entry = Ban {
+        until_ns: now.saturating_add(duration),
+        duration_ns: duration,
+        banned_at_ns: now,
+        offenses,
+        reason: reason as u32 | if would { BAN_WOULD } else { 0 },
+    };
+    raise_ban_horizon(entry.until_ns);
+    if BANS.insert(key, entry, 0).is_err() {
+        bump(|g| {
+            // SAFETY: only forms a field pointer inside the live map value.
+            unsafe { &raw mut (*g).map_update_errors }
+        });
+    }
+    // SAFETY: a live map value; plain reads of u64 counters.
+    let (packets, first) = unsafe { ((*state).packets, (*state).first_seen_ns) };
+    let elapsed = now - first;
+    let observed_pps = (packets.min(u64::MAX / 1_000_000_000) * 1_000_000_000)
+        .checked_div(elapsed)
+        .unwrap_or(packets);
+    let kind = if would { EVENT_WOULD_BAN } else { EVENT_BAN };
+    emit(kind, key, &entry, observed_pps, settings, now);
+    true
+}
+
+/// Sends a ban event to userspace, rate-limited so a spoofed flood cannot flood
+/// the log: events over `event_rate` are counted as suppressed instead.
+#[inline(always)]
+pub(crate) fn emit(
+    kind: u32,
+    key: &BanKey,
+    ban: &Ban,
+    observed_pps: u64,
+    settings: &Settings,
+    now: u64,
+) {
+    let Some(g) = global() else { return };
+    // SAFETY: a live, aligned u64 inside the GLOBAL_STATE map value.
+    let tat = unsafe { Cell::new(&raw mut (*g).event_tat) };
+    if matches!(take(tat, &settings.event_rate, 1, now), Take::Over) {
+        // SAFETY: as above.
+        unsafe { Cell::new(&raw mut (*g).events_suppressed) }.add(1);
+        return;
+    }
+    match EVENTS.reserve::<Event>(0) {
+        Some(mut slot) => {
+            slot.write(Event {
+                kind,
+                reason: ban.reason_code(),
+                addr: key.addr,
+                prefix_len: key.prefix_len,
+                offenses: ban.offenses,
+                duration_ns: ban.duration_ns,
+                observed_pps,
+                time_ns: now,
+            });
+            slot.submit(0);
+        }
+        None => {
+            // SAFETY: as above.
+            unsafe { Cell::new(&raw mut (*g).events_lost) }.add(1);
+        }
+    }
+}

@@ -253,3 +253,33 @@ fn a_monitor_rules_prefix_ban_spares_enforced_neighbours() -> Result<()> {
     assert_eq!(dut.count(Verdict::Drop, Reason::Banned)?, 0);
     Ok(())
 }
+
+/// An IPv6 packet from `::ffff:a.b.c.d` is the IPv4 host: its entry and its /24.
+#[test]
+fn ipv4_mapped_sources_share_the_ipv4_hosts_state() -> Result<()> {
+    let mut dut = Dut::load()?;
+    dut.configure(
+        &settings(),
+        &[Policy {
+            packets: per_sec(1, 3),
+            ..Policy::default()
+        }],
+    )?;
+    let v4 = ip("198.18.99.5");
+    let as_v6 = ip("::ffff:198.18.99.5");
+    assert_eq!(dut.run_n(&Frame::udp(v4, 80).build(), 2)?, 2);
+    // One token left for the host, whichever family it uses.
+    assert_eq!(dut.run_n(&Frame::udp(as_v6, 80).build(), 3)?, 1);
+    let prefixes = dut.fg.tracked(maps::PREFIXES)?;
+    let slash24 = prefixes
+        .iter()
+        .find(|(a, _)| *a == ip("198.18.99.0"))
+        .expect("the IPv4 /24 is tracked");
+    assert_eq!(slash24.1.packets, 5, "{prefixes:?}");
+    assert_eq!(
+        prefixes.len(),
+        1,
+        "no /64 of mapped addresses: {prefixes:?}"
+    );
+    Ok(())
+}

@@ -9,6 +9,23 @@ pub fn mapped_prefix_len(is_v6: bool, prefix_v4: u32, prefix_v6: u32) -> u32 {
     if is_v6 { prefix_v6 } else { 96 + prefix_v4 }
 }
 
+/// True for an IPv4-mapped address (`::ffff:0:0/96`): such an IPv6 source is
+/// the IPv4 host, with the IPv4 prefix (not one /64 every mapped address would
+/// share).
+pub fn is_v4_mapped(a: &[u8; 16]) -> bool {
+    let head = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+    let mid = u32::from_ne_bytes([a[8], a[9], a[10], a[11]]);
+    words_are_v4_mapped(head, mid)
+}
+
+/// [`is_v4_mapped`] on the address's first eight bytes and next four, as read
+/// in memory order: the program reads them as words from an aligned copy, one
+/// comparison and no stack (every branch is a path its verifier follows).
+#[inline(always)]
+pub fn words_are_v4_mapped(head: u64, mid: u32) -> bool {
+    head | u64::from(mid ^ u32::from_ne_bytes([0, 0, 0xff, 0xff])) == 0
+}
+
 /// `addr` masked to its first `plen` bits (as two u64 halves: BPF has no
 /// 128-bit shifts). `plen` over 128 counts as 128.
 #[inline(always)]
@@ -57,6 +74,15 @@ mod tests {
         let plen = mapped_prefix_len(false, 24, 64);
         assert_eq!(plen, 120);
         assert_eq!(mask(&v4([198, 18, 3, 77]), plen), v4([198, 18, 3, 0]));
+    }
+
+    #[test]
+    fn mapped_addresses_are_recognised() {
+        assert!(is_v4_mapped(&v4([198, 18, 3, 77])));
+        let mut a = v4([1, 2, 3, 4]);
+        a[9] = 1;
+        assert!(!is_v4_mapped(&a));
+        assert!(!is_v4_mapped(&[0; 16]));
     }
 
     #[test]

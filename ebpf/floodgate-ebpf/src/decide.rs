@@ -20,7 +20,7 @@ use crate::{
     limits::limits,
     maps::{ALLOW, BLOCK, POLICIES, PORTS, PREFIXES, RULES, SETTINGS, SOURCES},
     parse::Packet,
-    scratch::scratch,
+    scratch::{scratch, src_is_v4_mapped},
     track::{account, prefix_entry, source_entry},
 };
 
@@ -119,8 +119,10 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     };
     let monitor = settings.flags & SETTINGS_MONITOR != 0 || policy.flags & POLICY_MONITOR != 0;
 
-    let plen = mapped_prefix_len(pkt.is_v6, settings.prefix_v4, settings.prefix_v6);
     src_key.addr = pkt.src;
+    // An IPv4-mapped IPv6 source is the IPv4 host (README "What the program decides").
+    let v6 = pkt.is_v6 && !src_is_v4_mapped(sc);
+    let plen = mapped_prefix_len(v6, settings.prefix_v4, settings.prefix_v6);
     pfx_key.addr = mask(&pkt.src, plen);
 
     // 3. Bans of the source or of its prefix.

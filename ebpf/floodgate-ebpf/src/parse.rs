@@ -183,10 +183,10 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<usize, P
     if vcf0 >> 4 != 6 {
         return Err(ParseError::Malformed);
     }
-    pkt.is_v6 = true;
     // SAFETY: as above.
     pkt.src = unsafe { (*ip).src_addr };
     pkt.src_read = true;
+    pkt.is_v6 = true;
     // SAFETY: as above.
     let mut next = unsafe { (*ip).next_hdr };
     let mut cur = off + Ipv6Hdr::LEN;

@@ -592,12 +592,12 @@ impl Engine {
         })
     }
 
+    /// The mapped length of `addr`'s prefix, as the program computes it (an
+    /// IPv4-mapped IPv6 address takes the IPv4 prefix).
     fn prefix_len_of(&self, addr: IpAddr) -> u32 {
         let s = &self.compiled.settings;
-        match addr {
-            IpAddr::V4(_) => 96 + s.prefix_v4,
-            IpAddr::V6(_) => s.prefix_v6,
-        }
+        let v6 = addr.is_ipv6() && !floodgate_common::prefix::is_v4_mapped(&mapped(addr));
+        floodgate_common::prefix::mapped_prefix_len(v6, s.prefix_v4, s.prefix_v6)
     }
 
     /// Active bans keyed by their map key.

@@ -273,6 +273,10 @@ fn a_restart_keeps_bans_and_counters_and_filtering_never_stops() -> Result<()> {
     // detach removes the program and the pins; the daemon exits.
     d.ok(&["detach"])?;
     assert!(!d.pin_dir().join("maps").exists());
+    // Off the interfaces when `detach` answers, not an RCU grace period later.
+    for link in &d.links {
+        assert!(!d.edge.has_xdp(&link.a_if)?, "{} still has XDP", link.a_if);
+    }
     assert_eq!(
         burst_through(&d, &sink, "198.18.1.3", 20)?,
         20,

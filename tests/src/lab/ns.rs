@@ -115,6 +115,14 @@ impl Ns {
             .with_context(|| format!("no MAC address for {ifname} in {}", self.name))
     }
 
+    /// Whether an XDP program is attached to `ifname` right now.
+    pub fn has_xdp(&self, ifname: &str) -> Result<bool> {
+        let out = self.ip(&["-j", "link", "show", "dev", ifname])?;
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .with_context(|| format!("parsing `ip -j link show dev {ifname}`"))?;
+        Ok(v.get(0).and_then(|l| l.get("xdp")).is_some())
+    }
+
     /// Whether `ifname` is operationally up with no tentative (or failed) address.
     pub(super) fn ready(&self, ifname: &str) -> Result<bool> {
         let out = self.ip(&["-j", "addr", "show", "dev", ifname])?;

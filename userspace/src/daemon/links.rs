@@ -70,10 +70,20 @@ fn replace(fg: &mut Floodgate, path: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Removes the pinned link of `iface`: the kernel detaches the program once no
-/// file descriptor holds the link.
+/// Detaches the program from `iface` and removes its pinned link.
+///
+/// Removing the pin alone is not enough: bpffs drops its reference to the link
+/// only after an RCU grace period, so the program would go on filtering for a
+/// moment after `detach` answered. BPF_LINK_DETACH takes it off the interface
+/// before this returns; the pin is removed after.
 pub fn detach(pin_dir: &Path, iface: &str) -> std::io::Result<bool> {
     let path = link_path(pin_dir, iface);
+    match sys::link_detach(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        // A link whose interface is gone is already detached (ENOLINK, EINVAL).
+        Err(e) => warn!(iface, error = %e, "BPF_LINK_DETACH failed; removing the pin alone"),
+    }
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -92,4 +102,68 @@ pub fn pinned_interfaces(pin_dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The two `bpf()` commands aya 0.14 does not wrap for a pinned link.
+mod sys {
+    use std::{
+        ffi::CString,
+        io,
+        os::{fd::FromRawFd, unix::ffi::OsStrExt},
+        path::Path,
+    };
+
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+
+    #[repr(C)]
+    struct LinkDetach {
+        link_fd: u32,
+    }
+
+    fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<libc::c_long> {
+        // SAFETY: `attr` is a valid head of the `bpf_attr` union for `cmd`, of
+        // the size passed; the kernel reads no further and keeps no pointer.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                std::ptr::from_ref(attr),
+                size_of::<T>() as libc::c_uint,
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    }
+
+    /// Opens the link pinned at `path` and detaches it from its interface.
+    pub fn link_detach(path: &Path) -> io::Result<()> {
+        let name = CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let get = ObjGet {
+            pathname: name.as_ptr() as u64,
+            bpf_fd: 0,
+            file_flags: 0,
+        };
+        let fd = bpf(BPF_OBJ_GET, &get)?;
+        let fd = i32::try_from(fd).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        // SAFETY: BPF_OBJ_GET returned a new fd that nothing else owns.
+        let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let detach = LinkDetach {
+            link_fd: u32::try_from(fd).unwrap_or(0),
+        };
+        bpf(BPF_LINK_DETACH, &detach)?;
+        drop(link);
+        Ok(())
+    }
 }

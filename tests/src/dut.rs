@@ -37,10 +37,10 @@ pub fn per_sec(rate: u64, burst: u64) -> Rate {
 
 /// A quota of `limit` packets per `window`.
 pub fn quota(limit: u64, window: Duration) -> Quota {
-    Quota {
+    Quota::new(
         limit,
-        window_ns: u64::try_from(window.as_nanos()).expect("window fits in u64 ns"),
-    }
+        u64::try_from(window.as_nanos()).expect("window fits in u64 ns"),
+    )
 }
 
 /// Settings with every optional feature off: /24 and /64 prefixes, ban
@@ -57,7 +57,18 @@ pub fn settings() -> Settings {
         new_source_budget: Rate::OFF,
         event_rate: per_sec(1000, 1000),
         user_ban_horizon_ns: 0,
+        pressure_window_ns: 0,
+        pressure_step_ns: 0,
     }
+}
+
+/// `s` under eviction pressure once `threshold` sources are first seen within
+/// `window`.
+pub fn pressure(s: &mut Settings, threshold: u64, window: Duration) {
+    let window = u64::try_from(window.as_nanos()).expect("window fits in u64 ns");
+    s.pressure_threshold = threshold;
+    s.pressure_window_ns = window;
+    s.pressure_step_ns = floodgate_common::pressure::step_ns(window, threshold);
 }
 
 /// The program under test.

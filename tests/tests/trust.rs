@@ -82,7 +82,7 @@ fn the_port_scope_comes_before_the_new_source_budget() -> Result<()> {
     let mut dut = Dut::load()?;
     let mut s = settings();
     s.flags |= SETTINGS_PORTS_SCOPED;
-    s.pressure_threshold = 1;
+    floodgate_tests::dut::pressure(&mut s, 1, Duration::from_secs(60));
     s.new_source_budget = per_sec(1, 1);
     dut.configure(&s, &[Policy::default()])?;
     dut.fg.sync_ports(&[PortKey { proto: 6, port: 80 }])?;

@@ -282,12 +282,12 @@ mod tests {
     }
 
     #[test]
-    fn a_source_costs_160_bytes_at_a_power_of_two() {
-        // 48 header + 16 key + 80 value, and a 16-byte bucket per element.
+    fn a_source_costs_184_bytes_at_a_power_of_two() {
+        // 48 header + 16 key + 104 value, and a 16-byte bucket per element.
         let e = estimate(&capacity(1 << 20, 16), 4);
-        assert_eq!(cost(&e, maps::SOURCES), 160 * (1 << 20));
-        assert_eq!(cost(&e, maps::SOURCES), 160 * MIB);
-        assert_eq!(cost(&e, maps::PREFIXES), 160 * MIB);
+        assert_eq!(cost(&e, maps::SOURCES), 184 * (1 << 20));
+        assert_eq!(cost(&e, maps::SOURCES), 184 * MIB);
+        assert_eq!(cost(&e, maps::PREFIXES), 184 * MIB);
         // Bans: 48 + 24 key + 32 value, plus the bucket.
         assert_eq!(cost(&e, maps::BANS), (48 + 24 + 32 + 16) * (1 << 20));
     }
@@ -297,7 +297,7 @@ mod tests {
         let e = estimate(&capacity(1_000_000, 16), 1);
         assert_eq!(
             cost(&e, maps::SOURCES),
-            144 * 1_000_000 + 16 * 1_048_576,
+            168 * 1_000_000 + 16 * 1_048_576,
             "one million sources"
         );
     }
@@ -308,7 +308,7 @@ mod tests {
         let hashes = e.of(&[maps::SOURCES, maps::PREFIXES, maps::BANS]);
         assert_eq!(
             hashes,
-            2 * (144_000_000 + 16_777_216) + 104_000_000 + 16_777_216
+            2 * (168_000_000 + 16_777_216) + 104_000_000 + 16_777_216
         );
         // Each trie entry: a 64-byte leaf (40 + 16 + value, rounded) and at
         // most one 56-byte intermediate node.

@@ -55,10 +55,7 @@ fn limit(l: &Limit) -> Rate {
 }
 
 fn quota(q: Option<QuotaSpec>) -> Quota {
-    q.map_or(Quota::default(), |q| Quota {
-        limit: q.limit,
-        window_ns: ns(q.window),
-    })
+    q.map_or(Quota::default(), |q| Quota::new(q.limit, ns(q.window)))
 }
 
 fn policy(source: &SourceLimits, prefix: &PrefixLimits, monitor: bool) -> Policy {
@@ -106,6 +103,11 @@ pub fn compile(config: &Config) -> Compiled {
         ban_max_ns: ns(config.escalation.max),
         ban_forget_ns: ns(config.escalation.forget),
         pressure_threshold,
+        pressure_window_ns: ns(cap.pressure_window),
+        pressure_step_ns: floodgate_common::pressure::step_ns(
+            ns(cap.pressure_window),
+            pressure_threshold,
+        ),
         new_source_budget,
         event_rate: config.event_rate.map_or(Rate::OFF, |r| {
             Rate::new(r.count, ns(r.per), (r.per_second().ceil() as u64).max(1))
@@ -154,13 +156,9 @@ mod tests {
         let p = &c.policies[0];
         assert_eq!(p.packets.interval_fp, 1_000_000 << FP_SHIFT);
         assert_eq!(p.packets.tolerance_ns, 2_000_000_000);
-        assert_eq!(
-            p.quota,
-            Quota {
-                limit: 200_000,
-                window_ns: 86_400_000_000_000
-            }
-        );
+        assert_eq!(p.quota, Quota::new(200_000, 86_400_000_000_000));
+        // Lanes of a seventh of a day: any 24 h holds at most the quota.
+        assert_eq!(p.quota.slot_ns, 12_342_857_142_858);
         assert_eq!(p.ban_ns, 300_000_000_000);
         assert_eq!(c.settings.flags, SETTINGS_READY | SETTINGS_PORTS_SCOPED);
         assert_eq!(c.settings.prefix_v4, 24);

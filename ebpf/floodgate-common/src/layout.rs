@@ -111,13 +111,24 @@ impl Rate {
     }
 }
 
-/// A long-window quota: at most `limit` packets per fixed window of `window_ns`.
-/// `limit == 0` means off.
+/// A long-window quota: at most `limit` packets in any interval of the window's
+/// length, tracked in lanes of `slot_ns` (see [`crate::quota`]; build it with
+/// [`Quota::new`]). `limit == 0` means off.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Quota {
     pub limit: u64,
-    pub window_ns: u64,
+    pub slot_ns: u64,
+}
+
+/// Sliding-window quota state of a source or prefix (see [`crate::quota`]): the
+/// newest lane's number and the lane counts, two per word. Inside `TrackState`:
+/// a map of its own would cost every packet two more hash lookups.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaState {
+    pub newest_lane: u64,
+    pub lanes: [u64; crate::quota::QUOTA_WORDS],
 }
 
 /// `Policy::flags`: the rule is in monitor mode (decide, count, but pass).
@@ -174,8 +185,8 @@ pub struct Settings {
     pub ban_max_ns: u64,
     /// An offender with no ban for this long starts over at the base duration.
     pub ban_forget_ns: u64,
-    /// Source inserts (see `GlobalState::source_inserts`) above which the source
-    /// map counts as under eviction pressure.
+    /// First-seen sources per `pressure_window_ns` above which the source map
+    /// is under eviction pressure (0: never; see [`crate::pressure`]).
     pub pressure_threshold: u64,
     /// Global budget for first-seen sources while under eviction pressure.
     pub new_source_budget: Rate,
@@ -185,6 +196,11 @@ pub struct Settings {
     /// `GlobalState::ban_horizon_ns` it lets the program skip the ban lookups
     /// while no ban can be active.
     pub user_ban_horizon_ns: u64,
+    /// The window of `pressure_threshold`.
+    pub pressure_window_ns: u64,
+    /// How far one insert moves `GlobalState::pressure_meter`
+    /// ([`crate::pressure::step_ns`]).
+    pub pressure_step_ns: u64,
 }
 
 /// Per-source (and per-prefix) state in the `SOURCES` / `PREFIXES` LRU maps.
@@ -195,8 +211,7 @@ pub struct TrackState {
     pub packets_tat: u64,
     pub bytes_tat: u64,
     pub syn_tat: u64,
-    pub quota_start_ns: u64,
-    pub quota_used: u64,
+    pub quota: QuotaState,
     pub packets: u64,
     pub bytes: u64,
     pub drops: u64,
@@ -251,10 +266,8 @@ pub struct IfaceName {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GlobalState {
-    /// Sources inserted into `SOURCES`. The LRU map cannot report evictions, so
-    /// the program counts inserts; userspace resets this to the real entry count
-    /// when it ages out idle sources. Above `Settings::pressure_threshold` every
-    /// insert evicts someone: the map is under eviction pressure.
+    /// Sources inserted into `SOURCES` since the maps were created (a
+    /// statistic: pressure is `pressure_meter`'s).
     pub source_inserts: u64,
     /// Prefixes inserted into `PREFIXES` (same meaning).
     pub prefix_inserts: u64,
@@ -274,6 +287,8 @@ pub struct GlobalState {
     /// Before it, bans may be active; after it, none are (cleared bans only
     /// make it conservative).
     pub ban_horizon_ns: u64,
+    /// Turnover meter of first-seen sources ([`crate::pressure`]).
+    pub pressure_meter: u64,
 }
 
 /// `Event::kind`: a source or prefix was banned.
@@ -387,8 +402,9 @@ mod tests {
         assert_eq!(size_of::<Rate>(), 16);
         assert_eq!(size_of::<Quota>(), 16);
         assert_eq!(size_of::<Policy>(), 7 * 16 + 8 + 8 + 8);
-        assert_eq!(size_of::<Settings>(), 16 + 24 + 32 + 8);
-        assert_eq!(size_of::<TrackState>(), 80);
+        assert_eq!(size_of::<Settings>(), 16 + 24 + 32 + 8 + 16);
+        assert_eq!(size_of::<QuotaState>(), 40);
+        assert_eq!(size_of::<TrackState>(), 104);
         assert_eq!(size_of::<Ban>(), 32);
         assert_eq!(size_of::<Event>(), 8 + 16 + 8 + 24);
         assert_eq!(size_of::<Meta>(), 16);

@@ -14,6 +14,8 @@
 pub mod layout;
 pub mod limit;
 pub mod prefix;
+pub mod pressure;
+pub mod quota;
 pub mod reason;
 
 pub use layout::*;
@@ -25,7 +27,9 @@ pub use reason::{
 /// Bumped whenever a map's key or value layout, or a map's meaning, changes.
 /// Stored in the `META` map so a daemon never adopts pinned maps it would misread.
 /// 2: `COUNTERS` per interface slot, `IFINDEX_SLOTS` and `IFACE_NAMES` added.
-pub const LAYOUT_VERSION: u32 = 2;
+/// 3: `TrackState` holds a sliding-window quota (`QuotaState`); eviction
+/// pressure is a turnover meter (`Settings::pressure_*`, `GlobalState::pressure_meter`).
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Map names, shared so userspace and the program cannot disagree.
 pub mod maps {

@@ -1,4 +1,4 @@
-//! Token buckets and long-window quotas shared across CPUs.
+//! Token buckets shared across CPUs.
 //!
 //! Concurrency: one source's packets can arrive on several CPUs at once (RSS, or
 //! veth's per-CPU NAPI), so bucket state lives in the shared LRU entry and is
@@ -15,7 +15,7 @@
 //! one packet's cost when the TAT had already fallen behind now. With two CPUs
 //! contending this stays far inside the ±5% the limiter promises.
 
-use floodgate_common::{FP_SHIFT, Quota, Rate, limit::gcra_charge};
+use floodgate_common::{FP_SHIFT, Rate, limit::gcra_charge};
 
 use crate::atomic::Cell;
 
@@ -62,36 +62,5 @@ pub fn take(tat: Cell, rate: &Rate, cost: u64, now: u64) -> Take {
 pub fn refund(tat: Cell, charged: u64) {
     if charged != 0 {
         tat.sub(charged);
-    }
-}
-
-/// Counts one packet against a fixed-window quota. Returns false when the window's
-/// quota is spent (the packet is not counted then).
-///
-/// The window restarts with a compare-and-swap on its start time; the CPU that
-/// wins resets the count. A packet on another CPU racing the reset may be counted
-/// in the old window: an error of at most one packet per CPU per window.
-#[inline(always)]
-pub fn quota_take(start: Cell, used: Cell, q: &Quota, now: u64) -> bool {
-    if q.limit == 0 {
-        return true;
-    }
-    let st = start.load();
-    if now.wrapping_sub(st) >= q.window_ns && start.cas(st, now).is_ok() {
-        used.store(0);
-    }
-    let n = used.add(1) + 1;
-    if n > q.limit {
-        used.sub(1);
-        return false;
-    }
-    true
-}
-
-/// Undoes a [`quota_take`] for a packet a later check refused.
-#[inline(always)]
-pub fn quota_refund(used: Cell, q: &Quota) {
-    if q.limit != 0 {
-        used.sub(1);
     }
 }

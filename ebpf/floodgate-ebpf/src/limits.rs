@@ -5,9 +5,10 @@ use floodgate_common::{Policy, Reason, TrackState};
 
 use crate::{
     atomic::Cell,
-    bucket::{Take, quota_refund, quota_take, refund, take},
+    bucket::{Take, refund, take},
     counters::bump,
     parse::Packet,
+    quota,
 };
 
 /// Charges one bucket, remembering the charge for a refund.
@@ -80,31 +81,20 @@ pub(crate) fn limits(
         return Some(Reason::PrefixSyn);
     };
     // Long windows last: a packet refused by a rate limit does not spend quota.
-    // SAFETY: live, aligned u64 fields inside LRU map values.
-    let (s_start, s_used) = unsafe {
-        (
-            Cell::new(&raw mut (*src).quota_start_ns),
-            Cell::new(&raw mut (*src).quota_used),
-        )
-    };
-    if !quota_take(s_start, s_used, &policy.quota, now) {
+    let refund_rates = || {
         refund_src();
         refund(q1.0, q1.1);
         refund(q2.0, q2.1);
+    };
+    // SAFETY: `quota` fields of live LRU map values.
+    let (s_quota, p_quota) = unsafe { (&raw mut (*src).quota, &raw mut (*pfx).quota) };
+    let Some(s_charge) = quota::charge(s_quota, &policy.quota, now) else {
+        refund_rates();
         return Some(Reason::Quota);
-    }
-    // SAFETY: as above.
-    let (p_start, p_used) = unsafe {
-        (
-            Cell::new(&raw mut (*pfx).quota_start_ns),
-            Cell::new(&raw mut (*pfx).quota_used),
-        )
     };
-    if !quota_take(p_start, p_used, &policy.prefix_quota, now) {
-        refund_src();
-        refund(q1.0, q1.1);
-        refund(q2.0, q2.1);
-        quota_refund(s_used, &policy.quota);
+    if quota::charge(p_quota, &policy.prefix_quota, now).is_none() {
+        refund_rates();
+        quota::refund(s_charge);
         return Some(Reason::PrefixQuota);
     }
     None

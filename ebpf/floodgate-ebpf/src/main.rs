@@ -21,6 +21,7 @@ mod decide;
 mod limits;
 mod maps;
 mod parse;
+mod quota;
 mod scratch;
 mod track;
 

@@ -10,7 +10,7 @@
 //! is never shared.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray, maps::lpm_trie::Key};
-use floodgate_common::{AddrKey, BanKey, TrackState};
+use floodgate_common::{AddrKey, BanKey, TrackState, quota::QUOTA_WORDS};
 
 use crate::parse::Packet;
 
@@ -51,8 +51,11 @@ pub fn fresh_entry(sc: *mut Scratch, now: u64) -> *const TrackState {
         core::ptr::write_volatile(&raw mut (*f).packets_tat, 0);
         core::ptr::write_volatile(&raw mut (*f).bytes_tat, 0);
         core::ptr::write_volatile(&raw mut (*f).syn_tat, 0);
-        core::ptr::write_volatile(&raw mut (*f).quota_start_ns, 0);
-        core::ptr::write_volatile(&raw mut (*f).quota_used, 0);
+        core::ptr::write_volatile(&raw mut (*f).quota.newest_lane, 0);
+        let lanes = (&raw mut (*f).quota.lanes).cast::<u64>();
+        for i in 0..QUOTA_WORDS {
+            core::ptr::write_volatile(lanes.add(i), 0);
+        }
         core::ptr::write_volatile(&raw mut (*f).packets, 0);
         core::ptr::write_volatile(&raw mut (*f).bytes, 0);
         core::ptr::write_volatile(&raw mut (*f).drops, 0);

@@ -2,11 +2,14 @@
 //! new-source budget under eviction pressure) and counting packets into them.
 
 use aya_ebpf::bindings::BPF_NOEXIST;
-use floodgate_common::{AddrKey, Settings, TrackState};
+use floodgate_common::{
+    AddrKey, Settings, TrackState,
+    pressure::{after_insert, under_pressure},
+};
 
 use crate::{
     atomic::Cell,
-    bucket::{Take, take},
+    bucket::{CAS_TRIES, Take, take},
     counters::{bump, global},
     maps::{PREFIXES, SOURCES},
     scratch::{fresh_entry, scratch},
@@ -56,17 +59,42 @@ pub(crate) fn source_entry(
         return Ok(Some(p));
     }
     let Some(g) = global() else { return Ok(None) };
-    // SAFETY: a live, aligned u64 inside the GLOBAL_STATE map value.
-    let inserts = unsafe { Cell::new(&raw mut (*g).source_inserts) };
+    // SAFETY: live, aligned u64s inside the GLOBAL_STATE map value.
+    let (inserts, meter) = unsafe {
+        (
+            Cell::new(&raw mut (*g).source_inserts),
+            Cell::new(&raw mut (*g).pressure_meter),
+        )
+    };
+    let window = settings.pressure_window_ns;
     if settings.pressure_threshold != 0
-        && inserts.load() >= settings.pressure_threshold
+        && under_pressure(meter.load(), now, window)
         && !new_source_allowed(settings, now)
     {
         return Err(());
     }
     insert_fresh(false, key, now);
     inserts.add(1);
+    if settings.pressure_threshold != 0 {
+        meter_insert(meter, now, settings.pressure_step_ns, window);
+    }
     Ok(SOURCES.get_ptr_mut(key))
+}
+
+/// Moves the turnover meter for one insert. A lost compare-and-swap retries;
+/// after [`CAS_TRIES`] the step is added unconditionally (the meter may then
+/// pass its cap by a few steps, which only delays the end of pressure by as
+/// many inserts' worth).
+#[inline(always)]
+fn meter_insert(meter: Cell, now: u64, step: u64, window: u64) {
+    let mut old = meter.load();
+    for _ in 0..CAS_TRIES {
+        match meter.cas(old, after_insert(old, now, step, window)) {
+            Ok(_) => return,
+            Err(current) => old = current,
+        }
+    }
+    meter.add(step);
 }
 
 /// The prefix entry, inserted when missing. Prefix inserts follow admitted

@@ -78,6 +78,8 @@ pub struct Capacity {
     pub bans: u32,
     pub lists: u32,
     pub pressure: f64,
+    /// Eviction pressure: `pressure × sources` first-seen sources within this.
+    pub pressure_window: Duration,
     pub new_source_budget: Option<RateSpec>,
     /// Largest share (0 to 1) of the host's available memory the maps may need
     /// at these capacities; None ("off"): no check.

@@ -37,6 +37,7 @@ pub struct RawCapacity {
     pub bans: S<i64>,
     pub lists: S<i64>,
     pub pressure: S<f64>,
+    pub pressure_window: S<String>,
     pub new_source_budget: S<String>,
     pub max_memory: S<String>,
 }

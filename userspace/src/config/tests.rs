@@ -270,3 +270,23 @@ fn a_burst_the_kernel_cannot_hold_is_rejected_with_its_line() {
         .expect("the largest burst that fits");
     assert_eq!(ok.limits.packets.burst, 4_611_686_018);
 }
+
+#[test]
+fn quotas_and_the_pressure_window_stay_within_what_the_kernel_counts() {
+    let e = errors(
+        r#"[limits]
+quota = "3000000000/24h"
+[capacity]
+pressure_window = "2h"
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            r#"fg.toml:2:9: limits.quota: 3000000000 packets is more than a quota can count (at most 2147483647 per window) — use a shorter window or "off""#,
+            r#"fg.toml:4:19: capacity.pressure_window: "2h" is out of range — use 1s to 1h (e.g. "60s")"#,
+        ]
+    );
+    let c = parse("[capacity]\npressure_window = \"10s\"\n").expect("valid");
+    assert_eq!(c.capacity.pressure_window, Duration::from_secs(10));
+}

@@ -178,6 +178,25 @@ impl Validator<'_> {
         self.burst(key, parsed, rate, MIN_BYTES_BURST)
     }
 
+    /// `capacity.pressure_window`: 1 s to 1 h (default 60 s).
+    fn pressure_window(&mut self, v: &S<String>) -> Duration {
+        const DEFAULT: Duration = Duration::from_secs(60);
+        let d = self.duration("capacity.pressure_window", v, DEFAULT);
+        if let Some(v) = v
+            && !(SECOND..=Duration::from_secs(3600)).contains(&d)
+        {
+            self.issue(
+                v.span(),
+                format!(
+                    "capacity.pressure_window: {:?} is out of range — use 1s to 1h (e.g. \"60s\")",
+                    v.get_ref()
+                ),
+            );
+            return DEFAULT;
+        }
+        d
+    }
+
     fn duration(&mut self, key: &str, v: &S<String>, default: Duration) -> Duration {
         let Some(v) = v else { return default };
         match units::parse_duration(v.get_ref()) {
@@ -208,6 +227,17 @@ impl Validator<'_> {
                     v.span(),
                     format!(
                         "{key}: a quota of 0 drops everything — write \"off\" or a positive count"
+                    ),
+                );
+                None
+            }
+            Ok(Some(r)) if r.count > floodgate_common::quota::MAX_QUOTA => {
+                self.issue(
+                    v.span(),
+                    format!(
+                        "{key}: {} packets is more than a quota can count (at most {} per window) — use a shorter window or \"off\"",
+                        r.count,
+                        floodgate_common::quota::MAX_QUOTA
                     ),
                 );
                 None
@@ -399,6 +429,7 @@ impl Validator<'_> {
             bans: self.capacity("bans", &c.bans, sources),
             lists: self.capacity("lists", &c.lists, 262_144),
             pressure,
+            pressure_window: self.pressure_window(&c.pressure_window),
             new_source_budget: self.rate(
                 "capacity.new_source_budget",
                 &c.new_source_budget,

@@ -584,7 +584,11 @@ impl Engine {
             maps,
             source_inserts: g.source_inserts,
             eviction_pressure: settings.pressure_threshold != 0
-                && g.source_inserts >= settings.pressure_threshold,
+                && floodgate_common::pressure::under_pressure(
+                    g.pressure_meter,
+                    monotonic_ns(),
+                    settings.pressure_window_ns,
+                ),
             events_suppressed: g.events_suppressed,
             events_lost: g.events_lost,
             log_lines_suppressed: self.log_lines_suppressed(g.events_suppressed),

@@ -80,16 +80,10 @@ pub fn run(plan: &Plan) -> Result<Value> {
         packets: per_sec(1_000_000_000, 1_000_000_000),
         bytes: Rate::new(1 << 40, SECOND, 1 << 40),
         syn: per_sec(1_000_000_000, 1_000_000_000),
-        quota: Quota {
-            limit: u64::MAX / 2,
-            window_ns: 86_400 * SECOND,
-        },
+        quota: Quota::new(floodgate_common::quota::MAX_QUOTA, 86_400 * SECOND),
         prefix_packets: per_sec(1_000_000_000, 1_000_000_000),
         prefix_syn: per_sec(1_000_000_000, 1_000_000_000),
-        prefix_quota: Quota {
-            limit: u64::MAX / 2,
-            window_ns: 86_400 * SECOND,
-        },
+        prefix_quota: Quota::new(floodgate_common::quota::MAX_QUOTA, 86_400 * SECOND),
         ..Policy::default()
     };
     let limited = Policy {

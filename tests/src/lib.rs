@@ -4,6 +4,7 @@
 pub mod crawl;
 pub mod daemon;
 pub mod dut;
+mod handmade;
 pub mod lab;
 pub mod packets;
 pub mod verifier;

@@ -8,8 +8,10 @@ use etherparse::{
     PacketBuilderStep, VlanId,
 };
 
-const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
-const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+pub(crate) const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+pub(crate) const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+
+pub use crate::handmade::{ipv4_udp_with_options, ipv6_udp_behind};
 
 /// The L4 part of a frame.
 #[derive(Clone, Copy, Debug)]
@@ -257,71 +259,4 @@ fn default_dst(src: IpAddr) -> IpAddr {
 /// Parses an address literal (test convenience).
 pub fn ip(s: &str) -> IpAddr {
     s.parse().expect("a valid address literal")
-}
-
-/// An IPv6 UDP datagram to `dport` behind the extension headers `chain`
-/// (protocol numbers, in order; 44 is an 8-byte first fragment, every other
-/// one an 8-byte header of the destination-options layout), built by hand so
-/// chains longer than any builder allows can be sent.
-pub fn ipv6_udp_behind(src: Ipv6Addr, chain: &[u8], dport: u16) -> Vec<u8> {
-    let mut ext = Vec::new();
-    for (i, _) in chain.iter().enumerate() {
-        let next = chain.get(i + 1).copied().unwrap_or(17);
-        // [next header, length in 8 octets − 1 (fragment: reserved), 0…]: for a
-        // fragment the offset bytes stay 0, a first fragment.
-        ext.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0, 0]);
-    }
-    let udp_len: u16 = 8 + 16;
-    let mut udp = Vec::new();
-    udp.extend_from_slice(&40000u16.to_be_bytes());
-    udp.extend_from_slice(&dport.to_be_bytes());
-    udp.extend_from_slice(&udp_len.to_be_bytes());
-    udp.extend_from_slice(&[0, 0]); // no checksum: the program never checks it
-    udp.extend_from_slice(&[0x5a; 16]);
-    let payload_len = u16::try_from(ext.len() + udp.len()).expect("a small datagram");
-    let mut out = Vec::new();
-    out.extend_from_slice(&DST_MAC);
-    out.extend_from_slice(&SRC_MAC);
-    out.extend_from_slice(&0x86ddu16.to_be_bytes());
-    out.extend_from_slice(&[0x60, 0, 0, 0]);
-    out.extend_from_slice(&payload_len.to_be_bytes());
-    out.push(chain.first().copied().unwrap_or(17));
-    out.push(64);
-    out.extend_from_slice(&src.octets());
-    out.extend_from_slice(
-        &"fd00:f100::1"
-            .parse::<Ipv6Addr>()
-            .expect("literal")
-            .octets(),
-    );
-    out.extend_from_slice(&ext);
-    out.extend_from_slice(&udp);
-    out
-}
-
-/// An IPv4 UDP datagram to `dport` with `options_words` × 4 bytes of IP options
-/// (NOPs, ending in end-of-list).
-pub fn ipv4_udp_with_options(src: Ipv4Addr, options_words: u8, dport: u16) -> Vec<u8> {
-    let mut options = vec![1u8; usize::from(options_words) * 4];
-    if let Some(last) = options.last_mut() {
-        *last = 0;
-    }
-    let ihl = 5 + options_words;
-    let total = u16::from(ihl) * 4 + 8 + 16;
-    let mut out = Vec::new();
-    out.extend_from_slice(&DST_MAC);
-    out.extend_from_slice(&SRC_MAC);
-    out.extend_from_slice(&0x0800u16.to_be_bytes());
-    out.extend_from_slice(&[0x40 | ihl, 0]);
-    out.extend_from_slice(&total.to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
-    out.extend_from_slice(&src.octets());
-    out.extend_from_slice(&[198, 18, 0, 1]);
-    out.extend_from_slice(&options);
-    out.extend_from_slice(&40000u16.to_be_bytes());
-    out.extend_from_slice(&dport.to_be_bytes());
-    out.extend_from_slice(&24u16.to_be_bytes());
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&[0x5a; 16]);
-    out
 }

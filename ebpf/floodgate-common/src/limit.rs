@@ -97,6 +97,8 @@ const fn grow(d: u64, factor: u32) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
 
     const E: Escalation = Escalation {
@@ -161,5 +163,66 @@ mod tests {
             offenses: 5,
         };
         assert_eq!(next_ban(Some(prev), 1, 60, &e).1, u64::MAX / 2);
+    }
+
+    /// A token bucket in exact arithmetic: `burst` tokens, one more every
+    /// `interval` ns (levels scaled by `interval` so they stay integers).
+    struct Bucket {
+        level: u128,
+        last: u64,
+        interval: u64,
+        burst: u64,
+    }
+
+    impl Bucket {
+        fn take(&mut self, now: u64) -> bool {
+            let full = u128::from(self.burst) * u128::from(self.interval);
+            self.level = (self.level + u128::from(now.saturating_sub(self.last))).min(full);
+            self.last = self.last.max(now);
+            let ok = self.level >= u128::from(self.interval);
+            if ok {
+                self.level -= u128::from(self.interval);
+            }
+            ok
+        }
+    }
+
+    proptest::proptest! {
+        /// Fed random arrivals, GCRA passes what the token bucket passes, give
+        /// or take one burst, and never more than a burst plus the rate over
+        /// any interval.
+        #[test]
+        fn gcra_matches_a_token_bucket(
+            interval in 1u64..10_000,
+            burst in 1u64..50,
+            start in 0u64..1 << 50,
+            gaps in proptest::collection::vec(0u64..20_000, 1..500),
+        ) {
+            let tolerance = burst * interval;
+            let mut model = Bucket { level: u128::from(tolerance), last: start, interval, burst };
+            let (mut tat, mut now) = (0u64, start);
+            let (mut ours, mut theirs) = (0u64, 0u64);
+            let mut passes = std::vec::Vec::new();
+            for g in gaps {
+                now += g;
+                if let Some(t) = gcra_charge(tat, now, interval, tolerance) {
+                    tat = t;
+                    ours += 1;
+                    passes.push(now);
+                }
+                theirs += u64::from(model.take(now));
+                proptest::prop_assert!(ours <= theirs + 1, "{ours} passed, the model {theirs}");
+                proptest::prop_assert!(ours + burst >= theirs, "{ours} passed, the model {theirs}");
+            }
+            for (i, &first) in passes.iter().enumerate() {
+                for (j, &last) in passes.iter().enumerate().skip(i) {
+                    let n = (j - i + 1) as u64;
+                    proptest::prop_assert!(
+                        n <= burst + (last - first) / interval + 1,
+                        "{n} passes within {} ns", last - first
+                    );
+                }
+            }
+        }
     }
 }

@@ -26,6 +26,11 @@ use super::{
 /// Relative tolerance of a limiter measured over a window.
 const TOLERANCE: f64 = 0.05;
 
+/// People's latency during an attack: median at most ×1.5 the no-attack
+/// baseline + 5 ms, p95 at most ×2 + 25 ms (README states these).
+const LATENCY_MEDIAN: (f64, f64) = (1.5, 5.0);
+const LATENCY_P95: (f64, f64) = (2.0, 25.0);
+
 /// How long people browse before an attack, for the latency baseline.
 const BASELINE: Duration = Duration::from_secs(3);
 
@@ -240,9 +245,13 @@ fn check_people(o: &mut Outcome, base: &[Visit], during: &[Visit]) {
         quantile_ms(&lat(during), 0.5),
         quantile_ms(&lat(during), 0.95),
     );
-    // Near the baseline, with room for a shared two-CPU machine's jitter.
+    // Near the baseline, with room for a shared two-CPU machine's jitter (the
+    // flood's own CPU cost lands on the same two CPUs). A limiter that drops a
+    // person's packet costs them a TCP retransmission, 200 ms at the least:
+    // far outside this.
     o.check(
-        d50 <= 2.0 * b50 + 25.0 && d95 <= 3.0 * b95 + 150.0,
+        d50 <= LATENCY_MEDIAN.0 * b50 + LATENCY_MEDIAN.1
+            && d95 <= LATENCY_P95.0 * b95 + LATENCY_P95.1,
         "people's latency stayed near the no-attack baseline",
         format!("median {d50:.1} ms (baseline {b50:.1}), p95 {d95:.1} ms (baseline {b95:.1})"),
     );
@@ -362,23 +371,21 @@ pub fn flood(bin: &str, variant: Flood) -> Result<Outcome> {
     let (sent_c, sent_u) = (sent(l.net(net_name))?, sent(l.net("user"))?);
     let passed = l.passed.read()?;
 
+    // Within ±5 % both ways: held to the limit, and served up to it (a
+    // limiter that black-holes the crawler, or passes it in bursts, fails).
     check_rate(
         &mut o,
-        "the crawler is held to its packet limit",
+        "the crawler is held to its packet limit and served up to it (±5 %)",
         &a,
         &b,
         &counter,
         LIMIT,
-        false,
+        true,
     );
-    let r = rate(&a, &b, &counter);
     o.check(
-        r >= LIMIT * 0.5 && result.requests > 0,
-        "the crawler is still served up to its limit (not black-holed)",
-        format!(
-            "{r:.0} packets/s passed, {} requests answered",
-            result.requests
-        ),
+        result.requests > 0,
+        "nginx answers the crawler at its limit",
+        format!("{} requests answered", result.requests),
     );
     let drops = check_only_reason(&mut o, &before, &after, "rate_packets");
     check_top_first(&mut o, &after, crawler, "top lists the crawler first");

@@ -11,7 +11,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use nix::sys::signal::Signal;
 
-use crate::lab::{BpfFs, EdgeNet, Lab, Link, Ns};
+use crate::lab::{
+    BpfFs, EdgeNet, Lab, Link, Ns,
+    traffic::{UdpSink, udp_send},
+};
 
 /// One `floodgate run` process: its config, socket, pins and state in private
 /// temporary directories, and the CLI talking to it. The process lives in a
@@ -247,4 +250,36 @@ pub fn to_crawler_side() -> SocketAddr {
 
 pub fn to_user_side() -> SocketAddr {
     SocketAddr::from(([198, 18, 2, 1], 9000))
+}
+
+/// [`UDP_LIMITED`]: all traffic counts, no bans.
+pub const LIMITED: &str = UDP_LIMITED;
+
+/// [`LIMITED`] with source bans of `ban`.
+pub fn with_ban(ban: &str) -> String {
+    LIMITED.replace("ban = \"0s\"", &format!("ban = \"{ban}\""))
+}
+
+/// The number at `path` in a JSON reply (0 when missing).
+pub fn n(v: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut v = v;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_u64().unwrap_or(0)
+}
+
+/// Sends `count` datagrams from `src` (fast; 198.18.2.x from the user side,
+/// others from the crawler side) and returns how many the edge got.
+pub fn burst_through(d: &DaemonLab, sink: &UdpSink, src: &str, count: u64) -> Result<u64> {
+    let src_ip: std::net::IpAddr = src.parse().context("a source address")?;
+    let before = sink.from(src_ip);
+    let (ns, dst) = if src.starts_with("198.18.2.") {
+        (&d.user, to_user_side())
+    } else {
+        (&d.crawler, to_crawler_side())
+    };
+    udp_send(ns, src_ip, dst, count, 64, Some(20_000))?;
+    sink.wait_quiet(Duration::from_millis(200), Duration::from_secs(5));
+    Ok(sink.from(src_ip) - before)
 }

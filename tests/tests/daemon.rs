@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Result;
 use floodgate_tests::{
-    daemon::{DaemonLab, UDP_LIMITED, to_crawler_side, to_user_side},
+    daemon::{DaemonLab, LIMITED, burst_through, n, to_crawler_side, with_ban},
     lab::traffic::{UdpSink, udp_send},
     packets::ip,
 };
@@ -17,39 +17,6 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_floodgate-cli");
-
-/// All traffic counts, no bans.
-const LIMITED: &str = UDP_LIMITED;
-
-fn with_ban(ban: &str) -> String {
-    LIMITED.replace("ban = \"0s\"", &format!("ban = \"{ban}\""))
-}
-
-fn n(v: &Value, path: &[&str]) -> u64 {
-    let mut v = v;
-    for p in path {
-        v = &v[*p];
-    }
-    v.as_u64().unwrap_or(0)
-}
-
-/// Sends `count` datagrams from `src` (fast) and returns how many the edge got.
-fn burst_through(d: &DaemonLab, sink: &UdpSink, src: &str, count: u64) -> Result<u64> {
-    let before = sink.from(ip(src));
-    let ns = if src.starts_with("198.18.2.") {
-        &d.user
-    } else {
-        &d.crawler
-    };
-    let dst = if src.starts_with("198.18.2.") {
-        to_user_side()
-    } else {
-        to_crawler_side()
-    };
-    udp_send(ns, ip(src), dst, count, 64, Some(20_000))?;
-    sink.wait_quiet(Duration::from_millis(200), Duration::from_secs(5));
-    Ok(sink.from(ip(src)) - before)
-}
 
 #[test]
 fn every_cli_command_changes_real_traffic() -> Result<()> {

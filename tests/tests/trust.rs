@@ -83,7 +83,8 @@ fn the_port_scope_comes_before_the_new_source_budget() -> Result<()> {
     let mut s = settings();
     s.flags |= SETTINGS_PORTS_SCOPED;
     floodgate_tests::dut::pressure(&mut s, 1, Duration::from_secs(60));
-    s.new_source_budget = per_sec(1, 1);
+    // One first-seen source a minute: no stall of a loaded host refills it.
+    s.new_source_budget = floodgate_common::Rate::new(1, 60 * SECOND, 1);
     dut.configure(&s, &[Policy::default()])?;
     dut.fg.sync_ports(&[PortKey { proto: 6, port: 80 }])?;
     // Two in-scope sources: the first reaches the threshold, the second spends

@@ -59,6 +59,8 @@ pub fn settings() -> Settings {
         user_ban_horizon_ns: 0,
         pressure_window_ns: 0,
         pressure_step_ns: 0,
+        default_policy: 0,
+        _pad: 0,
     }
 }
 

@@ -227,7 +227,12 @@ impl Floodgate {
             list_flags: 0,
             user_ban_horizon_ns: 0,
         };
-        if !adopted {
+        if adopted {
+            // Bans inserted from userspace by the last run stay enforced: the
+            // program skips ban lookups past this horizon, so starting it at 0
+            // would let a `bans add` ban lapse at the first settings write.
+            fg.user_ban_horizon_ns = fg.pinned_user_ban_horizon()?;
+        } else {
             fg.write_meta(capacity)?;
         }
         Ok(fg)

@@ -113,6 +113,8 @@ pub fn compile(config: &Config) -> Compiled {
             Rate::new(r.count, ns(r.per), (r.per_second().ceil() as u64).max(1))
         }),
         user_ban_horizon_ns: 0,
+        default_policy: 0,
+        _pad: 0,
     };
     let mut policies = vec![policy(&config.limits, &config.prefix, false)];
     let mut rules = Vec::new();

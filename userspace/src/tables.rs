@@ -54,6 +54,14 @@ impl Floodgate {
         self.refresh_settings()
     }
 
+    /// The user ban horizon in the settings an earlier run wrote.
+    pub(crate) fn pinned_user_ban_horizon(&self) -> Result<u64, LoadError> {
+        let m: Array<_, Settings> = self.typed_map_ref(maps::SETTINGS)?;
+        Ok(m.get(&0, 0)
+            .map_err(map_err(maps::SETTINGS))?
+            .user_ban_horizon_ns)
+    }
+
     fn refresh_settings(&mut self) -> Result<(), LoadError> {
         let Some(mut s) = self.settings else {
             return Ok(());
@@ -88,6 +96,38 @@ impl Floodgate {
 
     /// Writes policy slots `0..policies.len()`; slots above are cleared so a
     /// stale rule slot can never be read as a zeroed (unlimited) policy by mistake.
+    /// Writes `policies` into the slots from `base` (0 or `POLICY_HALF`: the
+    /// half no rule points at; see `MAX_POLICIES`).
+    pub fn write_policies_at(&mut self, base: u32, policies: &[Policy]) -> Result<(), LoadError> {
+        let mut m: Array<_, Policy> = self.typed_map(maps::POLICIES)?;
+        for (i, p) in policies.iter().enumerate() {
+            let i = u32::try_from(i)
+                .ok()
+                .and_then(|i| i.checked_add(base))
+                .filter(|i| *i < m.len())
+                .ok_or(LoadError::Map {
+                    name: maps::POLICIES,
+                    source: MapError::OutOfBounds {
+                        index: u32::MAX,
+                        max_entries: m.len(),
+                    },
+                })?;
+            m.set(i, p, 0).map_err(map_err(maps::POLICIES))?;
+        }
+        Ok(())
+    }
+
+    /// The default policy's slot in the settings an earlier run wrote.
+    pub(crate) fn pinned_default_policy(&self) -> Result<u32, LoadError> {
+        let m: Array<_, Settings> = self.typed_map_ref(maps::SETTINGS)?;
+        Ok(m.get(&0, 0)
+            .map_err(map_err(maps::SETTINGS))?
+            .default_policy)
+    }
+
+    /// Writes `policies` from slot 0 and resets slots `policies.len()..previous_len`
+    /// (tests and tools that drive the maps directly; the daemon double-buffers
+    /// with [`Floodgate::write_policies_at`]).
     pub fn write_policies(
         &mut self,
         policies: &[Policy],

@@ -201,6 +201,10 @@ pub struct Settings {
     /// How far one insert moves `GlobalState::pressure_meter`
     /// ([`crate::pressure::step_ns`]).
     pub pressure_step_ns: u64,
+    /// Slot of the default policy: 0 or [`crate::POLICY_HALF`], the half of
+    /// `POLICIES` the rules of the live configuration point into.
+    pub default_policy: u32,
+    pub _pad: u32,
 }
 
 /// Per-source (and per-prefix) state in the `SOURCES` / `PREFIXES` LRU maps.
@@ -402,7 +406,7 @@ mod tests {
         assert_eq!(size_of::<Rate>(), 16);
         assert_eq!(size_of::<Quota>(), 16);
         assert_eq!(size_of::<Policy>(), 7 * 16 + 8 + 8 + 8);
-        assert_eq!(size_of::<Settings>(), 16 + 24 + 32 + 8 + 16);
+        assert_eq!(size_of::<Settings>(), 16 + 24 + 32 + 8 + 16 + 8);
         assert_eq!(size_of::<QuotaState>(), 40);
         assert_eq!(size_of::<TrackState>(), 104);
         assert_eq!(size_of::<Ban>(), 32);

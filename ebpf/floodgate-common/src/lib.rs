@@ -28,7 +28,8 @@ pub use reason::{
 /// Stored in the `META` map so a daemon never adopts pinned maps it would misread.
 /// 2: `COUNTERS` per interface slot, `IFINDEX_SLOTS` and `IFACE_NAMES` added.
 /// 3: `TrackState` holds a sliding-window quota (`QuotaState`); eviction
-/// pressure is a turnover meter (`Settings::pressure_*`, `GlobalState::pressure_meter`).
+/// pressure is a turnover meter (`Settings::pressure_*`, `GlobalState::pressure_meter`);
+/// `POLICIES` is double-buffered (`Settings::default_policy`).
 pub const LAYOUT_VERSION: u32 = 3;
 
 /// Map names, shared so userspace and the program cannot disagree.
@@ -72,8 +73,15 @@ pub mod maps {
 /// Name of the XDP program in the object.
 pub const PROGRAM_NAME: &str = "floodgate";
 
-/// Capacity of the policy array: slot 0 is the default policy, rules follow.
+/// Capacity of the policy array: two halves of [`POLICY_HALF`] slots, each a
+/// default policy and its rules. A reload writes the half no rule points at,
+/// re-points the rules, then switches `Settings::default_policy`: a packet
+/// reads its own rule's old or new policy, never a neighbour's.
 pub const MAX_POLICIES: u32 = 16_384;
+/// First slot of the second half of `POLICIES`.
+pub const POLICY_HALF: u32 = MAX_POLICIES / 2;
+/// Rules one configuration may have (a half less its default policy).
+pub const MAX_RULES: usize = POLICY_HALF as usize - 1;
 /// Capacity of each LPM trie (allow, block, rules) unless configured otherwise.
 pub const DEFAULT_LIST_CAPACITY: u32 = 262_144;
 /// Capacity of the port-scope hash.

@@ -108,11 +108,13 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
         return (Verdict::Pass, Reason::Allowlist);
     }
 
-    // The policy: a rule matching the source (most specific wins) or the default.
+    // The policy: a rule matching the source (most specific wins) or the
+    // default, in the half of POLICIES the live configuration uses.
+    let default = settings.default_policy;
     let slot = if flags & SETTINGS_HAS_RULES != 0 {
-        RULES.get(lpm).copied().unwrap_or(0)
+        RULES.get(lpm).copied().unwrap_or(default)
     } else {
-        0
+        default
     };
     let Some(policy) = POLICIES.get(slot) else {
         return (Verdict::Pass, Reason::Ok);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{Cli, Failure, call, print_json, render, unexpected};
 use crate::{
-    control::proto::{Reply, Request, TopBy},
+    control::proto::{MAX_TOP_ROWS, Reply, Request, TopBy},
     memory,
     stats::Stats,
 };
@@ -22,10 +22,20 @@ pub struct StatsArgs {
     pub interval: Duration,
 }
 
+/// `top -n`: 1 to [`MAX_TOP_ROWS`].
+fn top_rows(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_TOP_ROWS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a row count — use 1 to {MAX_TOP_ROWS}"
+        )),
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct TopArgs {
     /// How many rows.
-    #[arg(short = 'n', default_value_t = 20)]
+    #[arg(short = 'n', default_value_t = 20, value_parser = top_rows)]
     pub n: usize,
     /// Sort key.
     #[arg(long, value_enum, default_value_t = TopBy::Packets)]

@@ -606,6 +606,17 @@ impl Validator<'_> {
                 }
             };
             let at = format!("rule {name:?}: ");
+            if i == floodgate_common::MAX_RULES {
+                let span = r.name.as_ref().map_or(0..0, Spanned::span);
+                self.issue(
+                    span,
+                    format!(
+                        "{at}is rule #{}; the program holds at most {} rules — merge rules that share limits (a rule may match many CIDRs)",
+                        i + 1,
+                        floodgate_common::MAX_RULES
+                    ),
+                );
+            }
             let mut matches = Vec::new();
             match &r.matches {
                 Some(m) if !m.get_ref().is_empty() => {

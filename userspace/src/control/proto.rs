@@ -16,6 +16,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame either side accepts; larger ones are answered with an error.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 
+/// Most rows one `top` reply carries (about 250 bytes each: well inside a frame).
+pub const MAX_TOP_ROWS: usize = 10_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestEnvelope {
     pub version: u32,

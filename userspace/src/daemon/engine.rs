@@ -9,10 +9,10 @@ use std::{
 };
 
 use floodgate_common::{
-    Ban, BanKey, BlockEntry, Reason, SETTINGS_MONITOR, Settings, TrackState, maps,
+    Ban, BanKey, BlockEntry, POLICY_HALF, Reason, SETTINGS_MONITOR, Settings, TrackState, maps,
 };
 use ipnet::IpNet;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{
     DaemonError, Options, budget, links,
@@ -23,8 +23,8 @@ use crate::{
     addr::{from_lpm_key, lpm_key, mapped, unmapped},
     config::Config,
     control::proto::{
-        BanRow, InterfaceStatus, KernelMemory, ListEntry, MapFill, Mode, Reply, Request, Response,
-        Status, TopBy, TopRow,
+        BanRow, InterfaceStatus, KernelMemory, ListEntry, MAX_TOP_ROWS, MapFill, Mode, Reply,
+        Request, Response, Status, TopBy, TopRow,
     },
     loader::Floodgate,
     policy::{Compiled, compile},
@@ -59,8 +59,9 @@ pub struct Engine {
     runtime: Runtime,
     interfaces: Vec<InterfaceStatus>,
     started: Instant,
-    /// Policy slots written last time (stale ones are cleared after a reload).
-    policies_len: usize,
+    /// First slot of the half of `POLICIES` the live rules point into (0 or
+    /// `POLICY_HALF`); the next apply writes the other half.
+    live_policies: u32,
     /// Rate limit on event log lines; shared with the logger of the program's
     /// own records (see `ProgramLog`).
     pub logs: Arc<Mutex<LogLimiter>>,
@@ -82,13 +83,22 @@ impl Engine {
     pub fn start(opts: &Options) -> Result<Engine, DaemonError> {
         let config = load_config(opts.config.as_deref())?;
         let compiled = compile(&config);
-        let runtime = Runtime::load(&opts.state_dir)?;
+        let (runtime, invalid) = Runtime::load(&opts.state_dir)?;
+        if let Some(e) = invalid {
+            error!("{e}");
+        }
         super::bpffs::ensure(&opts.pin_dir)?;
         let capacity = compiled.capacity.into();
         let max_memory = config.capacity.max_memory;
         budget::check_at_start(&capacity, max_memory, &opts.pin_dir, opts.config.as_deref())?;
         let fg = Floodgate::load(capacity, Some(&opts.pin_dir))?;
-        if fg.adopted() {
+        let adopted = fg.adopted();
+        let pinned_default = if adopted {
+            fg.pinned_default_policy()?
+        } else {
+            0
+        };
+        if adopted {
             info!(pin_dir = %opts.pin_dir.display(), "adopted pinned maps: counters, bans and tracked sources carry over");
         }
         // Ban events the program suppressed before this daemon started were
@@ -105,7 +115,9 @@ impl Engine {
             runtime,
             interfaces: Vec::new(),
             started: Instant::now(),
-            policies_len: 0,
+            // Adopted: the half the last run's rules point into. Fresh: the
+            // first apply writes half 0.
+            live_policies: if adopted { pinned_default } else { POLICY_HALF },
             logs,
             kernel_suppressed_seen,
         };
@@ -210,20 +222,35 @@ impl Engine {
         s
     }
 
-    /// Writes the compiled policy plus runtime changes. Order matters so no
-    /// packet sees a gap: new policy slots before the rules that point at them,
-    /// ports before the flag that scopes limits to them, stale slots last.
+    /// Writes the compiled policy plus runtime changes into the half of
+    /// `POLICIES` no rule points at, then re-points the rules and the default.
     fn apply(&mut self) -> Result<(), DaemonError> {
+        let spare = if self.live_policies == 0 {
+            POLICY_HALF
+        } else {
+            0
+        };
+        self.apply_to(spare)
+    }
+
+    /// Writes the policy with its slots from `base`. Order matters so no packet
+    /// sees a gap or a neighbour's policy: the policies before the rules that
+    /// point at them (each CIDR is re-pointed at once: it reads its own rule's
+    /// old or new policy), ports before the flag that scopes limits to them,
+    /// the default slot last, with the settings. The other half keeps the
+    /// previous policies, so a CIDR the new config drops reads its old policy
+    /// until it is removed; no slot any rule points at is ever cleared.
+    fn apply_to(&mut self, base: u32) -> Result<(), DaemonError> {
         let now_mono = monotonic_ns();
         let now_unix = unix_now();
         self.fg.sync_ports(&self.compiled.ports)?;
         let policies = self.compiled.policies.clone();
-        self.fg.write_policies(&policies, 0)?;
+        self.fg.write_policies_at(base, &policies)?;
         let rules: Vec<_> = self
             .compiled
             .rules
             .iter()
-            .map(|(n, slot)| (lpm_key(n), *slot))
+            .map(|(n, slot)| (lpm_key(n), *slot + base))
             .collect();
         self.fg.sync_rules(&rules)?;
         let block: Vec<_> = self
@@ -231,8 +258,9 @@ impl Engine {
             .block(&self.compiled.block)
             .into_iter()
             .map(|(net, _, until)| {
-                let expires_ns =
-                    until.map_or(0, |u| now_mono + u.saturating_sub(now_unix) * SECOND);
+                let expires_ns = until.map_or(0, |u| {
+                    now_mono.saturating_add(u.saturating_sub(now_unix).saturating_mul(SECOND))
+                });
                 (lpm_key(&net), BlockEntry { expires_ns })
             })
             .collect();
@@ -244,13 +272,10 @@ impl Engine {
             .map(|(net, _)| lpm_key(&net))
             .collect();
         self.fg.sync_allow(&allow)?;
-        let settings = self.settings();
+        let mut settings = self.settings();
+        settings.default_policy = base;
         self.fg.write_settings(&settings)?;
-        if self.policies_len > policies.len() {
-            // Slots of removed rules: no rule points at them any more.
-            self.fg.write_policies(&policies, self.policies_len)?;
-        }
-        self.policies_len = policies.len();
+        self.live_policies = base;
         Ok(())
     }
 
@@ -269,9 +294,12 @@ impl Engine {
         let old_config = std::mem::replace(&mut self.config, config);
         if let Err(e) = self.apply() {
             // Put the old policy back: a half-applied reload is worse than none.
+            // The live half still holds it; re-point what moved.
             self.compiled = old;
             self.config = old_config;
-            let _ = self.apply();
+            if let Err(again) = self.apply_to(self.live_policies) {
+                error!(error = %again, "restoring the previous policy after a failed reload");
+            }
             return Err(e);
         }
         self.logs
@@ -363,9 +391,34 @@ impl Engine {
         ))
     }
 
-    fn save_and_apply(&mut self) -> Result<(), DaemonError> {
-        self.runtime.save(&self.state_dir)?;
-        self.apply()
+    /// Makes the runtime change made since `before` a transaction: applied to
+    /// the maps and persisted, or neither. On a failure the maps and the file
+    /// keep `before`.
+    fn commit(&mut self, before: Runtime) -> Result<(), DaemonError> {
+        let live = self.live_policies;
+        let result = match self.apply() {
+            // Applied but not saved: put the old state in the other half.
+            Ok(()) => self
+                .runtime
+                .save(&self.state_dir)
+                .map_err(|e| (e.into(), false)),
+            // Not applied: the live half still holds the old state; re-point
+            // what moved.
+            Err(e) => Err((e, true)),
+        };
+        if let Err((e, into_live)) = result {
+            self.runtime = before;
+            let restored = if into_live {
+                self.apply_to(live)
+            } else {
+                self.apply()
+            };
+            if let Err(again) = restored {
+                error!(error = %again, "restoring the maps after a failed change");
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn dispatch(&mut self, request: Request) -> Result<(Reply, After), DaemonError> {
@@ -384,20 +437,23 @@ impl Engine {
             }
             Request::Top { n, by, prefixes } => Ok((
                 Reply::Top {
-                    rows: self.top(n, by, prefixes)?,
+                    // Capped so the reply always fits one frame.
+                    rows: self.top(n.min(MAX_TOP_ROWS), by, prefixes)?,
                 },
                 After::Continue,
             )),
             Request::AllowAdd { cidr } => {
+                let before = self.runtime.clone();
                 let cidr = cidr.trunc();
                 self.runtime.allow_removed.remove(&cidr);
                 if !self.compiled.allow.contains(&cidr) {
                     self.runtime.allow_added.insert(cidr);
                 }
-                self.save_and_apply()?;
+                self.commit(before)?;
                 Self::done(format!("allowed {cidr}"))
             }
             Request::AllowRemove { cidr } => {
+                let before = self.runtime.clone();
                 let cidr = cidr.trunc();
                 let known =
                     self.runtime.allow_added.remove(&cidr) | self.compiled.allow.contains(&cidr);
@@ -410,7 +466,7 @@ impl Engine {
                 if self.compiled.allow.contains(&cidr) {
                     self.runtime.allow_removed.insert(cidr);
                 }
-                self.save_and_apply()?;
+                self.commit(before)?;
                 Self::done(format!("removed {cidr} from the allow list"))
             }
             Request::AllowList => {
@@ -427,11 +483,13 @@ impl Engine {
                 Ok((Reply::List { entries }, After::Continue))
             }
             Request::BlockAdd { cidr, for_secs } => {
+                let before = self.runtime.clone();
                 let cidr = cidr.trunc();
                 self.runtime.block_removed.remove(&cidr);
-                let until = for_secs.map(|s| unix_now() + s);
+                // Saturating: `--for` of any length is at most "until the end of time".
+                let until = for_secs.map(|s| unix_now().saturating_add(s));
                 self.runtime.block_added.insert(cidr, until);
-                self.save_and_apply()?;
+                self.commit(before)?;
                 Self::done(match for_secs {
                     Some(s) => format!(
                         "blocked {cidr} for {}",
@@ -441,6 +499,7 @@ impl Engine {
                 })
             }
             Request::BlockRemove { cidr } => {
+                let before = self.runtime.clone();
                 let cidr = cidr.trunc();
                 let known = self.runtime.block_added.remove(&cidr).is_some()
                     | self.compiled.block.contains(&cidr);
@@ -453,7 +512,7 @@ impl Engine {
                 if self.compiled.block.contains(&cidr) {
                     self.runtime.block_removed.insert(cidr);
                 }
-                self.save_and_apply()?;
+                self.commit(before)?;
                 Self::done(format!("removed {cidr} from the block list"))
             }
             Request::BlockList => {
@@ -488,8 +547,9 @@ impl Engine {
                 Self::done(format!("cleared {cleared} ban(s)"))
             }
             Request::Mode { mode } => {
+                let before = self.runtime.clone();
                 self.runtime.mode = Some(mode);
-                self.save_and_apply()?;
+                self.commit(before)?;
                 if self.log_allowed(Kind::Mode) {
                     info!(event = "mode", mode = mode.name(), "mode changed");
                 }

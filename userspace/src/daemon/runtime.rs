@@ -20,7 +20,9 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not valid ({source}); fix or remove the file (it only holds CLI changes)")]
+    #[error(
+        "{path} is not valid ({source}); set aside as runtime.json.invalid, starting from the config alone (it only held CLI changes: allow, block, mode)"
+    )]
     Parse {
         path: PathBuf,
         #[source]
@@ -61,19 +63,31 @@ impl Runtime {
         state_dir.join("runtime.json")
     }
 
-    pub fn load(state_dir: &Path) -> Result<Runtime, StateError> {
+    /// The saved CLI changes. A file that is not valid (torn, empty, edited
+    /// by hand) is not a reason to stay down under systemd: it is set aside as
+    /// `runtime.json.invalid`, the error is returned with the state to start
+    /// from (the config alone), and the caller logs it.
+    pub fn load(state_dir: &Path) -> Result<(Runtime, Option<StateError>), StateError> {
         let path = Self::path(state_dir);
         match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path, source })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Runtime::default()),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(r) => Ok((r, None)),
+                Err(source) => {
+                    let aside = path.with_extension("json.invalid");
+                    // Best effort: the error below names the file either way.
+                    let _ = std::fs::rename(&path, &aside);
+                    Ok((Runtime::default(), Some(StateError::Parse { path, source })))
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Runtime::default(), None)),
             Err(source) => Err(StateError::Read { path, source }),
         }
     }
 
-    /// Writes atomically (temp file + rename) so a crash never leaves half a file.
+    /// Writes durably: a temp file, fsync, rename over the old file, fsync
+    /// of the directory. A crash leaves the old file or the new one, whole.
     pub fn save(&self, state_dir: &Path) -> Result<(), StateError> {
+        use std::io::Write as _;
         let path = Self::path(state_dir);
         let write_err = |source| StateError::Write {
             path: path.clone(),
@@ -83,8 +97,14 @@ impl Runtime {
         let tmp = path.with_extension("json.tmp");
         let bytes =
             serde_json::to_vec_pretty(self).map_err(|e| write_err(std::io::Error::other(e)))?;
-        std::fs::write(&tmp, bytes).map_err(write_err)?;
-        std::fs::rename(&tmp, &path).map_err(write_err)
+        let mut f = std::fs::File::create(&tmp).map_err(write_err)?;
+        f.write_all(&bytes).map_err(write_err)?;
+        f.sync_all().map_err(write_err)?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(write_err)?;
+        std::fs::File::open(state_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(write_err)
     }
 
     /// Drops temporary blocks that have ended; true if any did.
@@ -140,7 +160,8 @@ mod tests {
         rt.block_added.insert(net("198.19.1.0/24"), None);
         rt.mode = Some(Mode::Monitor);
         rt.save(&dir).expect("save");
-        let back = Runtime::load(&dir).expect("load");
+        let (back, invalid) = Runtime::load(&dir).expect("load");
+        assert!(invalid.is_none());
         assert_eq!(back, rt);
         let allow = back.allow(&[net("10.0.0.0/8"), net("192.0.2.0/24")]);
         assert_eq!(
@@ -156,6 +177,23 @@ mod tests {
             back.block(&[]),
             vec![(net("198.19.1.0/24"), "runtime", None)]
         );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_torn_file_is_set_aside_and_named() {
+        let dir = std::env::temp_dir().join(format!("fg-torn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("runtime.json"), b"{\"mode\": \"mon").expect("write");
+        let (rt, invalid) = Runtime::load(&dir).expect("a torn file is no failure");
+        assert_eq!(rt, Runtime::default());
+        let e = invalid.expect("reported").to_string();
+        assert!(
+            e.contains("runtime.json is not valid") && e.contains("runtime.json.invalid"),
+            "{e}"
+        );
+        assert!(dir.join("runtime.json.invalid").exists());
+        assert!(!dir.join("runtime.json").exists());
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -140,7 +140,12 @@ fn load_floodgate(sources: u32, budget: Option<u64>) -> Result<Floodgate> {
     )?;
     let mut s = settings();
     if let Some(b) = budget {
-        s.pressure_threshold = u64::from(sources) * 9 / 10;
+        // The default: 90 % of the map's capacity first seen within 60 s.
+        floodgate_tests::dut::pressure(
+            &mut s,
+            u64::from(sources) * 9 / 10,
+            Duration::from_secs(60),
+        );
         s.new_source_budget = Rate::new(b, 1_000_000_000, b);
     }
     fg.write_settings(&s)?;

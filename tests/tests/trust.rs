@@ -87,14 +87,14 @@ fn the_port_scope_comes_before_the_new_source_budget() -> Result<()> {
     s.new_source_budget = floodgate_common::Rate::new(1, 60 * SECOND, 1);
     dut.configure(&s, &[Policy::default()])?;
     dut.fg.sync_ports(&[PortKey { proto: 6, port: 80 }])?;
-    // Two in-scope sources: the first reaches the threshold, the second spends
-    // the budget's burst; a third in-scope source is refused.
-    for host in 1..=2u8 {
+    // In-scope sources: two within the window are over the threshold of one
+    // (pressure), the third spends the budget's burst, a fourth is refused.
+    for host in 1..=3u8 {
         let f = Frame::syn(ip(&format!("198.18.92.{host}")), 80).build();
         assert_eq!(dut.run(&f)?, XDP_PASS);
     }
     assert_eq!(
-        dut.run(&Frame::syn(ip("198.18.92.3"), 80).build())?,
+        dut.run(&Frame::syn(ip("198.18.92.4"), 80).build())?,
         XDP_DROP
     );
     assert_eq!(dut.count(Verdict::Drop, Reason::NewSourceBudget)?, 1);

@@ -84,7 +84,7 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     // SAFETY: this CPU's scratch slot; the references below are its fields and
     // are only used within this decision.
     let (lpm, src_key, pfx_key, src_ban, pfx_ban) = unsafe {
-        (*sc).lpm = Key::new(128, pkt.src);
+        (*sc).lpm = Key::new(128, pkt.src_bytes());
         (
             &(*sc).lpm,
             &mut (*sc).src,
@@ -121,15 +121,15 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     };
     let monitor = settings.flags & SETTINGS_MONITOR != 0 || policy.flags & POLICY_MONITOR != 0;
 
-    src_key.addr = pkt.src;
+    src_key.addr = pkt.src_bytes();
     // An IPv4-mapped IPv6 source is the IPv4 host (README "What the program decides").
     let v6 = pkt.is_v6 && !src_is_v4_mapped(sc);
     let plen = mapped_prefix_len(v6, settings.prefix_v4, settings.prefix_v6);
-    pfx_key.addr = mask(&pkt.src, plen);
+    pfx_key.addr = mask(&pkt.src_bytes(), plen);
 
     // 3. Bans of the source or of its prefix.
     *src_ban = BanKey {
-        addr: pkt.src,
+        addr: pkt.src_bytes(),
         prefix_len: 128,
         _pad: 0,
     };

@@ -140,8 +140,14 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     };
     let (src_key, pfx_key, src_ban, pfx_ban) = (&*src_key, &*pfx_key, &*src_ban, &*pfx_ban);
     let bans = if bans_possible(settings, coarse) {
-        let (a, b) = (ban_state(src_ban, coarse), ban_state(pfx_ban, coarse));
-        if a > b { a } else { b }
+        // An enforced ban of the source decides alone: no prefix lookup.
+        let a = ban_state(src_ban, coarse);
+        if a == BAN_ENFORCED {
+            a
+        } else {
+            let b = ban_state(pfx_ban, coarse);
+            if a > b { a } else { b }
+        }
     } else {
         BAN_NONE
     };

@@ -106,3 +106,35 @@ fn huge_durations_and_row_counts_are_bounded() -> Result<()> {
     assert!(err.contains("use 1 to 10000"), "{err}");
     Ok(())
 }
+
+#[test]
+fn a_start_on_a_missing_interface_leaves_nothing_behind() -> Result<()> {
+    let d = DaemonLab::new("typo", BIN, LIMITED)?;
+    let out = d
+        .edge
+        .command(BIN)
+        .args([
+            "--socket",
+            &d.socket().display().to_string(),
+            "run",
+            "--iface",
+            "typo0",
+        ])
+        .args(["--config", &d.config_path().display().to_string()])
+        .args(["--pin-dir", &d.pin_dir().display().to_string()])
+        .args(["--state-dir", &d.state_dir().display().to_string()])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("typo0") && err.contains("no such network interface"),
+        "{err}"
+    );
+    // On the daemon before this change: every map pinned (the kernel memory
+    // of the default capacity held) before the attach failed.
+    assert!(
+        !d.pin_dir().join("maps").exists(),
+        "a failed start left pinned maps behind"
+    );
+    Ok(())
+}

@@ -60,6 +60,13 @@ pub(crate) fn in_scope(proto: u8, dport: u16) -> bool {
     unsafe { PORTS.get(exact).is_some() || PORTS.get(any).is_some() }
 }
 
+/// The source address's 16 bytes.
+#[inline(always)]
+fn src_bytes(pkt: &Packet) -> [u8; 16] {
+    // SAFETY: two u64s are 16 plain bytes; the words hold them in memory order.
+    unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(pkt.src) }
+}
+
 /// The full decision for an IP packet.
 #[inline(always)]
 pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
@@ -84,7 +91,7 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     // SAFETY: this CPU's scratch slot; the references below are its fields and
     // are only used within this decision.
     let (lpm, src_key, pfx_key, src_ban, pfx_ban) = unsafe {
-        (*sc).lpm = Key::new(128, pkt.src_bytes());
+        (*sc).lpm = Key::new(128, src_bytes(pkt));
         (
             &(*sc).lpm,
             &mut (*sc).src,
@@ -121,15 +128,15 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     };
     let monitor = settings.flags & SETTINGS_MONITOR != 0 || policy.flags & POLICY_MONITOR != 0;
 
-    src_key.addr = pkt.src_bytes();
+    src_key.addr = src_bytes(pkt);
     // An IPv4-mapped IPv6 source is the IPv4 host (README "What the program decides").
     let v6 = pkt.is_v6 && !src_is_v4_mapped(sc);
     let plen = mapped_prefix_len(v6, settings.prefix_v4, settings.prefix_v6);
-    pfx_key.addr = mask(&pkt.src_bytes(), plen);
+    pfx_key.addr = mask(&src_bytes(pkt), plen);
 
     // 3. Bans of the source or of its prefix.
     *src_ban = BanKey {
-        addr: pkt.src_bytes(),
+        addr: src_bytes(pkt),
         prefix_len: 128,
         _pad: 0,
     };

@@ -47,7 +47,7 @@ const IPPROTO_SHIM6: u8 = 140;
 #[derive(Clone, Copy)]
 pub struct Packet {
     /// Source address, IPv4 mapped into IPv6: its 16 bytes in network order,
-    /// held as two words (see [`Packet::src_bytes`]). As a byte array LLVM
+    /// held as two words (the decision's `src_bytes`). As a byte array LLVM
     /// kept each byte in a register of its own across the parser's paths and
     /// spilled them: ~40 ns on every packet.
     pub src: [u64; 2],
@@ -66,15 +66,6 @@ pub struct Packet {
     pub opaque: bool,
     /// Set by the IP parsers once `src` holds the source address.
     pub src_read: bool,
-}
-
-impl Packet {
-    /// The source address's 16 bytes.
-    #[inline(always)]
-    pub fn src_bytes(&self) -> [u8; 16] {
-        // SAFETY: two u64s are 16 plain bytes; the words hold them in memory order.
-        unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(self.src) }
-    }
 }
 
 /// The second word of `::ffff:a.b.c.d` for the IPv4 address `v4` as read

@@ -87,11 +87,36 @@ impl Engine {
         if let Some(e) = invalid {
             error!("{e}");
         }
+        // Everything checkable is checked before anything is loaded or pinned.
+        for iface in &opts.ifaces {
+            if interface_index(iface) == 0 {
+                return Err(DaemonError::NoInterface(iface.clone()));
+            }
+        }
         super::bpffs::ensure(&opts.pin_dir)?;
         let capacity = compiled.capacity.into();
         let max_memory = config.capacity.max_memory;
         budget::check_at_start(&capacity, max_memory, &opts.pin_dir, opts.config.as_deref())?;
-        let fg = Floodgate::load(capacity, Some(&opts.pin_dir))?;
+        let first_start = !crate::loader::map_pin_dir(&opts.pin_dir).exists();
+        let started = Floodgate::load(capacity, Some(&opts.pin_dir)).map_err(DaemonError::from);
+        let started = started.and_then(|fg| Self::start_with(fg, opts, config, compiled, runtime));
+        if started.is_err() && first_start {
+            // A first start that failed leaves no pins behind (and so none of
+            // the kernel memory the maps hold).
+            if let Err(e) = remove_pins(&opts.pin_dir) {
+                warn!(error = %e, pin_dir = %opts.pin_dir.display(), "removing the pins of a failed start");
+            }
+        }
+        started
+    }
+
+    fn start_with(
+        fg: Floodgate,
+        opts: &Options,
+        config: Config,
+        compiled: Compiled,
+        runtime: Runtime,
+    ) -> Result<Engine, DaemonError> {
         let adopted = fg.adopted();
         let pinned_default = if adopted {
             fg.pinned_default_policy()?
@@ -172,11 +197,7 @@ impl Engine {
     /// Gives `iface` its own counters before the program is attached to it, so
     /// its first packets are already attributed. Returns the slot (0: "other").
     fn count_iface(&mut self, iface: &str) -> Result<u32, DaemonError> {
-        let ifindex = match std::ffi::CString::new(iface) {
-            // SAFETY: a NUL-terminated string that outlives the call.
-            Ok(c) => unsafe { libc::if_nametoindex(c.as_ptr()) },
-            Err(_) => 0,
-        };
+        let ifindex = interface_index(iface);
         if ifindex == 0 {
             // No such interface: attaching will fail with a clear error.
             return Ok(0);
@@ -814,6 +835,15 @@ impl Engine {
                 }
             })
             .collect())
+    }
+}
+
+/// The index of the interface `name`; 0 when there is none.
+fn interface_index(name: &str) -> u32 {
+    match std::ffi::CString::new(name) {
+        // SAFETY: a NUL-terminated string that outlives the call.
+        Ok(c) => unsafe { libc::if_nametoindex(c.as_ptr()) },
+        Err(_) => 0,
     }
 }
 

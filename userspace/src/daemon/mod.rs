@@ -109,6 +109,8 @@ pub enum DaemonError {
     NotListed { list: &'static str, cidr: IpNet },
     #[error("floodgate is not attached to {0}; see `floodgate status`")]
     NotAttached(String),
+    #[error("--iface {0}: no such network interface (see `ip link`); nothing was loaded")]
+    NoInterface(String),
     #[error("aya-log: {0}")]
     Log(#[from] aya_log::Error),
 }

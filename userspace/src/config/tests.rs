@@ -290,3 +290,25 @@ pressure_window = "2h"
     let c = parse("[capacity]\npressure_window = \"10s\"\n").expect("valid");
     assert_eq!(c.capacity.pressure_window, Duration::from_secs(10));
 }
+
+#[test]
+fn config_check_holds_the_file_to_what_the_maps_hold() {
+    let block: Vec<String> = (0..40).map(|i| format!("\"198.51.100.{i}\"")).collect();
+    let file = format!(
+        "block = [{}]\n[capacity]\nlists = 16\n[limits]\nban = \"1h\"\nban_escalation = {{ max = \"2h\" }}\n[prefix]\nban = \"3h\"\n[[rule]]\nname = \"r\"\nmatch = [\"203.0.113.0/24\"]\nban = \"5h\"\n",
+        block.join(", ")
+    );
+    let e = errors(&file);
+    let has = |needle: &str| {
+        assert!(
+            e.iter().any(|l| l.contains(needle)),
+            "missing {needle:?} in {e:#?}"
+        )
+    };
+    has(
+        "block: 40 entries, more than capacity.lists (16) holds — raise [capacity] lists or shorten the list",
+    );
+    has("prefix.ban: longer than limits.ban_escalation.max");
+    has("rule \"r\": ban: longer than limits.ban_escalation.max");
+    assert!(e.iter().all(|l| l.starts_with("fg.toml:")), "{e:#?}");
+}

@@ -500,7 +500,17 @@ impl Validator<'_> {
         );
         let event_rate = self.rate("events.rate", &raw.events.rate, rate(100, SECOND), false);
 
-        let rules = self.rules(&raw.rule, &limits, &prefix);
+        let rules = self.rules(&raw.rule, &limits, &prefix, escalation.max);
+        self.fits_the_maps(raw, &capacity, &ports, &rules);
+        if let Some(b) = &p.ban
+            && prefix.ban > escalation.max
+        {
+            self.issue(
+                b.span(),
+                "prefix.ban: longer than limits.ban_escalation.max — shorten it or raise max"
+                    .to_owned(),
+            );
+        }
         Config {
             monitor,
             drop_malformed,
@@ -515,6 +525,57 @@ impl Validator<'_> {
             prefix,
             event_rate,
             rules,
+        }
+    }
+
+    /// Lists, rules and ports within what the maps hold, so no file that passes
+    /// `config check` fails when it is applied.
+    fn fits_the_maps(
+        &mut self,
+        raw: &RawConfig,
+        capacity: &Capacity,
+        ports: &[PortSpec],
+        rules: &[Rule],
+    ) {
+        let lists = capacity.lists as usize;
+        for (key, list) in [("allow", &raw.allow), ("block", &raw.block)] {
+            if let Some(over) = list.get(lists) {
+                self.issue(
+                    over.span(),
+                    format!(
+                        "{key}: {} entries, more than capacity.lists ({lists}) holds — raise [capacity] lists or shorten the list",
+                        list.len()
+                    ),
+                );
+            }
+        }
+        let cidrs: usize = rules.iter().map(|r| r.matches.len()).sum();
+        if cidrs > lists {
+            let span = raw
+                .rule
+                .iter()
+                .find_map(|r| r.matches.as_ref().map(Spanned::span))
+                .unwrap_or(0..0);
+            self.issue(
+                span,
+                format!("rule: {cidrs} CIDRs in all, more than capacity.lists ({lists}) holds — raise [capacity] lists"),
+            );
+        }
+        if ports.len() > floodgate_common::MAX_PORTS as usize
+            && let Some(p) = raw
+                .limits
+                .ports
+                .as_ref()
+                .and_then(|l| l.get(floodgate_common::MAX_PORTS as usize))
+        {
+            self.issue(
+                p.span(),
+                format!(
+                    "limits.ports: {} entries, more than the {} the program holds — list protocols without a port to cover them whole",
+                    ports.len(),
+                    floodgate_common::MAX_PORTS
+                ),
+            );
         }
     }
 
@@ -584,6 +645,7 @@ impl Validator<'_> {
         raw: &[RawRule],
         limits: &SourceLimits,
         prefix: &PrefixLimits,
+        max_ban: Duration,
     ) -> Vec<Rule> {
         let mut names = HashSet::new();
         let mut seen: BTreeMap<IpNet, String> = BTreeMap::new();
@@ -660,6 +722,16 @@ impl Validator<'_> {
                 [&None, &None],
                 prefix,
             );
+            for (key, raw_ban, ban) in [
+                ("ban", &r.ban, limits.ban),
+                ("prefix_ban", &r.prefix_ban, prefix.ban),
+            ] {
+                if let Some(b) = raw_ban
+                    && ban > max_ban
+                {
+                    self.issue(b.span(), format!("{at}{key}: longer than limits.ban_escalation.max — shorten it or raise max"));
+                }
+            }
             out.push(Rule {
                 name,
                 matches,

@@ -459,7 +459,8 @@ fn bans_drop_until_expiry_and_escalate() -> Result<()> {
     s.ban_factor = 3;
     s.ban_max_ns = 5 * SECOND;
     let policy = Policy {
-        packets: per_sec(1000, 5),
+        // 10/s: a busy host's stall between runs refills no token.
+        packets: per_sec(10, 5),
         ban_ns: 500_000_000,
         ..Policy::default()
     };
@@ -468,8 +469,8 @@ fn bans_drop_until_expiry_and_escalate() -> Result<()> {
     let f = Frame::udp(src, 80).build();
     assert_eq!(dut.run_n(&f, 6)?, 5);
     assert_eq!(dut.count(Verdict::Drop, Reason::RatePackets)?, 1);
-    // Banned now, although the bucket refills at 1000/s.
-    sleep(Duration::from_millis(50));
+    // Banned now, although the bucket refilled a token (10/s).
+    sleep(Duration::from_millis(150));
     assert_eq!(dut.run(&f)?, XDP_DROP);
     assert_eq!(dut.count(Verdict::Drop, Reason::Banned)?, 1);
     let key = BanKey {
@@ -527,7 +528,8 @@ fn bans_drop_until_expiry_and_escalate() -> Result<()> {
 fn prefix_limits_ban_the_whole_prefix() -> Result<()> {
     let mut dut = Dut::load()?;
     let policy = Policy {
-        prefix_packets: per_sec(1000, 20),
+        // 10/s: a busy host's stall between runs refills no token.
+        prefix_packets: per_sec(10, 20),
         prefix_ban_ns: 10 * SECOND,
         ..Policy::default()
     };

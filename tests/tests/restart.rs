@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 use floodgate_tests::{
-    daemon::{DaemonLab, burst_through, with_ban},
+    daemon::{DaemonLab, LIMITED, burst_through, with_ban},
     lab::traffic::UdpSink,
 };
 use nix::sys::signal::Signal;
@@ -78,5 +78,58 @@ fn allow_block_clear_and_mode_hold_across_a_restart() -> Result<()> {
         0,
         "still blocked"
     );
+    Ok(())
+}
+
+/// The capacity of `name` in a `status` reply.
+fn capacity_of(status: &Value, name: &str) -> Option<u64> {
+    status["maps"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)?["capacity"]
+        .as_u64()
+}
+
+/// Item 3: on the daemon before this change a restart asking for 8192
+/// sources adopted the pinned 4096 and `status` reported 8192.
+#[test]
+fn a_restart_asking_for_other_capacities_is_refused_with_what_to_do() -> Result<()> {
+    let mut d = DaemonLab::new("cap", BIN, LIMITED)?;
+    d.start()?;
+    let bigger = LIMITED.replace("sources = 4096", "sources = 8192");
+    assert_ne!(bigger, LIMITED);
+    d.write_config(&bigger)?;
+    d.ok(&["reload"])?;
+    // A reload cannot resize the maps: status says what the kernel holds.
+    assert_eq!(capacity_of(&d.json(&["status"])?, "sources"), Some(4096));
+    d.stop(Signal::SIGTERM)?;
+    let out = d
+        .edge
+        .command(BIN)
+        .args(["--socket", &d.socket().display().to_string(), "run"])
+        .args(["--iface", &d.links[0].a_if])
+        .args(["--config", &d.config_path().display().to_string()])
+        .args(["--pin-dir", &d.pin_dir().display().to_string()])
+        .args(["--state-dir", &d.state_dir().display().to_string()])
+        .output()?;
+    assert!(
+        !out.status.success(),
+        "a resized restart adopted the old maps"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sources 4096 pinned, 8192 in the config") && err.contains("floodgate detach"),
+        "{err}"
+    );
+    // Filtering stayed; back at the pinned sizes the state is adopted.
+    d.write_config(LIMITED)?;
+    restart_after_stop(&mut d)?;
+    assert_eq!(capacity_of(&d.json(&["status"])?, "sources"), Some(4096));
+    Ok(())
+}
+
+fn restart_after_stop(d: &mut DaemonLab) -> Result<()> {
+    d.start()?;
+    assert_eq!(d.json(&["status"])?["adopted_pinned_state"], true);
     Ok(())
 }

@@ -57,6 +57,12 @@ pub enum LoadError {
         expected: u32,
     },
     #[error(
+        "pinned maps in {dir} were made for other capacities: {differences}; set [capacity] \
+         back to what is pinned to keep the state, or run `floodgate detach --pin-dir {dir}` \
+         (counters, bans and tracked sources are lost) and start again with the new sizes"
+    )]
+    CapacityMismatch { dir: PathBuf, differences: String },
+    #[error(
         "attaching XDP to {iface} ({mode}) failed: {source}; check the interface name with `ip link`"
     )]
     Attach {
@@ -168,6 +174,8 @@ pub struct Floodgate {
     ebpf: Ebpf,
     /// Pinned state was found and adopted (counters, bans, sources survive).
     adopted: bool,
+    /// The capacities the maps were created with (pinned ones included).
+    capacity: Capacity,
     /// The settings last written, before the bits below are added.
     pub(crate) settings: Option<floodgate_common::Settings>,
     /// `SETTINGS_HAS_*` bits for the tries that have entries.
@@ -211,6 +219,16 @@ impl Floodgate {
                 source,
             })?;
             adopted = check_pinned_layout(dir)?;
+            if adopted {
+                // aya reuses a pinned map whatever size is asked for: compare.
+                let pinned = pinned_capacity(dir)?;
+                if pinned != capacity {
+                    return Err(LoadError::CapacityMismatch {
+                        dir: dir.clone(),
+                        differences: capacity_differences(&pinned, &capacity),
+                    });
+                }
+            }
             for name in maps::ALL {
                 loader.map_pin_path(name, dir.join(name));
             }
@@ -223,6 +241,7 @@ impl Floodgate {
         let mut fg = Floodgate {
             ebpf,
             adopted,
+            capacity,
             settings: None,
             list_flags: 0,
             user_ban_horizon_ns: 0,
@@ -236,6 +255,12 @@ impl Floodgate {
             fg.write_meta(capacity)?;
         }
         Ok(fg)
+    }
+
+    /// The capacities of the loaded maps: what the kernel holds, whatever a
+    /// later config asks for.
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
     }
 
     /// True when pinned state from an earlier run was adopted.
@@ -359,6 +384,37 @@ pub(crate) fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
 /// Checks pinned maps in `dir` before adopting them: returns false when there is
 /// no pinned state, true when it is compatible, and an error when it is not (a
 /// map pinned by another layout would be silently misread).
+/// The capacities the maps pinned in `dir` really have (the kernel's
+/// `max_entries`).
+pub fn pinned_capacity(dir: &Path) -> Result<Capacity, LoadError> {
+    let max = |name: &'static str| -> Result<u32, LoadError> {
+        let map_err = |source| LoadError::Map { name, source };
+        let data = MapData::from_pin(dir.join(name)).map_err(map_err)?;
+        Ok(data.info().map_err(map_err)?.max_entries())
+    };
+    Ok(Capacity {
+        sources: max(maps::SOURCES)?,
+        prefixes: max(maps::PREFIXES)?,
+        bans: max(maps::BANS)?,
+        lists: max(maps::BLOCK)?,
+    })
+}
+
+/// "sources 1024 pinned, 8192 in the config, …" for each capacity that differs.
+fn capacity_differences(pinned: &Capacity, wanted: &Capacity) -> String {
+    [
+        ("sources", pinned.sources, wanted.sources),
+        ("prefixes", pinned.prefixes, wanted.prefixes),
+        ("bans", pinned.bans, wanted.bans),
+        ("lists", pinned.lists, wanted.lists),
+    ]
+    .into_iter()
+    .filter(|(_, p, w)| p != w)
+    .map(|(name, p, w)| format!("{name} {p} pinned, {w} in the config"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 fn check_pinned_layout(dir: &Path) -> Result<bool, LoadError> {
     let meta_path = dir.join(maps::META);
     if !meta_path.exists() {

@@ -133,23 +133,11 @@ impl Floodgate {
         policies: &[Policy],
         previous_len: usize,
     ) -> Result<(), LoadError> {
-        let mut m: Array<_, Policy> = self.typed_map(maps::POLICIES)?;
-        for (i, p) in policies.iter().enumerate() {
-            let i = u32::try_from(i).map_err(|_| LoadError::Map {
-                name: maps::POLICIES,
-                source: MapError::OutOfBounds {
-                    index: u32::MAX,
-                    max_entries: m.len(),
-                },
-            })?;
-            m.set(i, p, 0).map_err(map_err(maps::POLICIES))?;
-        }
-        for i in policies.len()..previous_len {
-            let i = u32::try_from(i).unwrap_or(u32::MAX);
-            m.set(i, Policy::default(), 0)
-                .map_err(map_err(maps::POLICIES))?;
-        }
-        Ok(())
+        self.write_policies_at(0, policies)?;
+        let stale = previous_len.saturating_sub(policies.len());
+        let cleared = vec![Policy::default(); stale];
+        let from = u32::try_from(policies.len()).unwrap_or(u32::MAX);
+        self.write_policies_at(from, &cleared)
     }
 
     /// Makes the trie `name` hold exactly `wanted` (value from `value`), adding

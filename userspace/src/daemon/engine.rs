@@ -634,8 +634,10 @@ impl Engine {
         let program_id = self.fg.program()?.info().map(|i| i.id()).unwrap_or(0);
         let g = self.fg.global_state()?;
         let settings = self.settings();
-        let c = self.compiled.capacity;
-        let memory = crate::memory::estimate(&c.into(), crate::memory::possible_cpus());
+        // The kernel's capacities: a reload asking for others applies them
+        // only after a detach and a restart.
+        let c = self.fg.capacity();
+        let memory = crate::memory::estimate(&c, crate::memory::possible_cpus());
         let count = |name: &'static str| self.fg.count_entries(name).unwrap_or(0);
         let maps = [
             (maps::SOURCES, c.sources),

@@ -138,3 +138,30 @@ fn a_start_on_a_missing_interface_leaves_nothing_behind() -> Result<()> {
     );
     Ok(())
 }
+
+/// Item 6: a kernel error that still reaches the user carries its errno and a
+/// hint (on the daemon before this change: "`bpf_map_update_elem` failed").
+#[test]
+fn a_full_list_says_its_errno_and_what_to_raise() -> Result<()> {
+    let cfg = LIMITED.replace("sources = 4096", "sources = 4096\nlists = 16");
+    assert_ne!(cfg, LIMITED);
+    let mut d = DaemonLab::new("full", BIN, &cfg)?;
+    d.start()?;
+    let mut refusal = None;
+    for i in 0..20 {
+        let out = d.cli(&["block", "add", &format!("198.51.100.{i}")])?;
+        if !out.status.success() {
+            refusal = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            break;
+        }
+    }
+    let err = refusal.expect("a 16-entry list refused a 17th entry");
+    assert!(
+        err.contains("os error 28") && err.contains("raise [capacity] lists"),
+        "{err}"
+    );
+    // The refused entry is not kept: 16 listed, and the daemon serves on.
+    let blocks = d.json(&["block", "list"])?;
+    assert_eq!(blocks.as_array().map(Vec::len), Some(16), "{blocks}");
+    Ok(())
+}

@@ -40,7 +40,7 @@ pub enum LoadError {
         #[source]
         source: ProgramError,
     },
-    #[error("map {name}: {source}")]
+    #[error("map {name}: {}", crate::kernel::errno::describe(name, source))]
     Map {
         name: &'static str,
         #[source]

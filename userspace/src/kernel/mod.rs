@@ -3,6 +3,7 @@
 //! rejected anyway. Either way the user reads what this kernel lacks, not
 //! thousands of lines of verifier log (`floodgate run --verbose` prints those).
 
+pub mod errno;
 pub mod probe;
 pub mod verifier;
 

@@ -250,7 +250,7 @@ impl Floodgate {
             // Bans inserted from userspace by the last run stay enforced: the
             // program skips ban lookups past this horizon, so starting it at 0
             // would let a `bans add` ban lapse at the first settings write.
-            fg.user_ban_horizon_ns = fg.pinned_user_ban_horizon()?;
+            fg.user_ban_horizon_ns = fg.settings()?.user_ban_horizon_ns;
         } else {
             fg.write_meta(capacity)?;
         }

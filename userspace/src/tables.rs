@@ -54,14 +54,6 @@ impl Floodgate {
         self.refresh_settings()
     }
 
-    /// The user ban horizon in the settings an earlier run wrote.
-    pub(crate) fn pinned_user_ban_horizon(&self) -> Result<u64, LoadError> {
-        let m: Array<_, Settings> = self.typed_map_ref(maps::SETTINGS)?;
-        Ok(m.get(&0, 0)
-            .map_err(map_err(maps::SETTINGS))?
-            .user_ban_horizon_ns)
-    }
-
     fn refresh_settings(&mut self) -> Result<(), LoadError> {
         let Some(mut s) = self.settings else {
             return Ok(());
@@ -94,8 +86,6 @@ impl Floodgate {
         m.get(&0, 0).map_err(map_err(maps::SETTINGS))
     }
 
-    /// Writes policy slots `0..policies.len()`; slots above are cleared so a
-    /// stale rule slot can never be read as a zeroed (unlimited) policy by mistake.
     /// Writes `policies` into the slots from `base` (0 or `POLICY_HALF`: the
     /// half no rule points at; see `MAX_POLICIES`).
     pub fn write_policies_at(&mut self, base: u32, policies: &[Policy]) -> Result<(), LoadError> {
@@ -115,14 +105,6 @@ impl Floodgate {
             m.set(i, p, 0).map_err(map_err(maps::POLICIES))?;
         }
         Ok(())
-    }
-
-    /// The default policy's slot in the settings an earlier run wrote.
-    pub(crate) fn pinned_default_policy(&self) -> Result<u32, LoadError> {
-        let m: Array<_, Settings> = self.typed_map_ref(maps::SETTINGS)?;
-        Ok(m.get(&0, 0)
-            .map_err(map_err(maps::SETTINGS))?
-            .default_policy)
     }
 
     /// Writes `policies` from slot 0 and resets slots `policies.len()..previous_len`

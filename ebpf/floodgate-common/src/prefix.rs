@@ -19,7 +19,7 @@ pub fn is_v4_mapped(a: &[u8; 16]) -> bool {
 }
 
 /// [`is_v4_mapped`] on the address's first eight bytes and next four, as read
-/// in memory order: the program reads them as words from an aligned copy, one
+/// in memory order: the program keeps the source as words, so this is one
 /// comparison and no stack (every branch is a path its verifier follows).
 #[inline(always)]
 pub fn words_are_v4_mapped(head: u64, mid: u32) -> bool {

@@ -12,7 +12,7 @@ use floodgate_common::{
     BanKey, POLICY_MONITOR, PortKey, Reason, SETTINGS_DROP_MALFORMED, SETTINGS_HAS_ALLOW,
     SETTINGS_HAS_BLOCK, SETTINGS_HAS_RULES, SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED,
     SETTINGS_READY, Verdict,
-    prefix::{mapped_prefix_len, mask},
+    prefix::{mapped_prefix_len, mask, words_are_v4_mapped},
 };
 
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
     limits::limits,
     maps::{ALLOW, BLOCK, POLICIES, PORTS, PREFIXES, RULES, SETTINGS, SOURCES},
     parse::Packet,
-    scratch::{scratch, src_is_v4_mapped},
+    scratch::scratch,
     track::{account, prefix_entry, source_entry},
 };
 
@@ -65,6 +65,14 @@ pub(crate) fn in_scope(proto: u8, dport: u16) -> bool {
 fn src_bytes(pkt: &Packet) -> [u8; 16] {
     // SAFETY: two u64s are 16 plain bytes; the words hold them in memory order.
     unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(pkt.src) }
+}
+
+/// Whether the source is IPv4-mapped (`::ffff:a.b.c.d`), from the two words
+/// the parser keeps it in: no memory read.
+#[inline(always)]
+fn src_is_v4_mapped(pkt: &Packet) -> bool {
+    let b = pkt.src[1].to_ne_bytes();
+    words_are_v4_mapped(pkt.src[0], u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// The full decision for an IP packet.
@@ -130,7 +138,7 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
 
     src_key.addr = src_bytes(pkt);
     // An IPv4-mapped IPv6 source is the IPv4 host (README "What the program decides").
-    let v6 = pkt.is_v6 && !src_is_v4_mapped(sc);
+    let v6 = pkt.is_v6 && !src_is_v4_mapped(pkt);
     let plen = mapped_prefix_len(v6, settings.prefix_v4, settings.prefix_v6);
     pfx_key.addr = mask(&src_bytes(pkt), plen);
 

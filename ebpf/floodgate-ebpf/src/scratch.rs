@@ -84,19 +84,3 @@ pub fn settle(pkt: Packet) -> Option<Packet> {
         Some(core::ptr::read_volatile(slot))
     }
 }
-
-/// True when the source in `sc.src` is IPv4-mapped, read as two aligned words
-/// (`Scratch` is `repr(C)` and map values are 8-aligned; `src` sits at offset
-/// 24), so no copy of the address lands on the stack.
-#[inline(always)]
-pub fn src_is_v4_mapped(sc: *const Scratch) -> bool {
-    // SAFETY: this CPU's live scratch slot; both reads are in bounds and
-    // aligned (see above).
-    let (head, mid) = unsafe {
-        let w = (&raw const (*sc).src.addr).cast::<u64>();
-        (core::ptr::read(w), core::ptr::read(w.add(1).cast::<u32>()))
-    };
-    floodgate_common::prefix::words_are_v4_mapped(head, mid)
-}
-
-const _: () = assert!(core::mem::offset_of!(Scratch, src) % 8 == 0);

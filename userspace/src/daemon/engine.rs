@@ -119,7 +119,7 @@ impl Engine {
     ) -> Result<Engine, DaemonError> {
         let adopted = fg.adopted();
         let pinned_default = if adopted {
-            fg.pinned_default_policy()?
+            fg.settings()?.default_policy
         } else {
             0
         };

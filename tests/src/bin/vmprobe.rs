@@ -18,10 +18,18 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use nix::sched::{CloneFlags, setns};
+use nix::{
+    sched::{CloneFlags, setns},
+    sys::socket::{setsockopt, sockopt},
+};
 
 /// Silence after the sender is done that ends the count.
 const GRACE: Duration = Duration::from_secs(1);
+/// The receive buffer: with XDP on a veth each datagram is a page-sized skb,
+/// so the default 208 KiB holds about 50 and a receiver that TCG (or a loaded
+/// host) leaves unscheduled for a moment would drop part of a 60-packet burst
+/// that floodgate passed. 8 MiB holds every datagram of a probe.
+const RCVBUF: usize = 8 << 20;
 
 enum Expect {
     All,
@@ -60,6 +68,23 @@ fn send_from(pid: u32, dest: SocketAddr, count: u64) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// UDP `RcvbufErrors` of this network namespace (/proc/net/snmp).
+fn rcvbuf_errors() -> Result<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").context("reading /proc/net/snmp")?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        bail!("/proc/net/snmp has no Udp lines");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RcvbufErrors")
+        .context("/proc/net/snmp: no Udp RcvbufErrors")?
+        .1
+        .parse()
+        .context("/proc/net/snmp: RcvbufErrors")
+}
+
 fn run(args: &[String]) -> Result<bool> {
     let [pid, dest, count, expect] = args else {
         bail!("usage: vmprobe NETNS_PID DEST COUNT all|limit:BURST:RATE");
@@ -71,6 +96,9 @@ fn run(args: &[String]) -> Result<bool> {
 
     let recv = UdpSocket::bind(dest).with_context(|| format!("binding {dest}"))?;
     recv.set_read_timeout(Some(GRACE))?;
+    // FORCE: root may exceed net.core.rmem_max, which a stock kernel keeps at 208 KiB.
+    setsockopt(&recv, sockopt::RcvBufForce, &RCVBUF).context("raising SO_RCVBUF")?;
+    let overflows_before = rcvbuf_errors()?;
     let sender = std::thread::spawn(move || send_from(pid, dest, count));
     let mut received = 0u64;
     let mut buf = [0u8; 64];
@@ -85,6 +113,12 @@ fn run(args: &[String]) -> Result<bool> {
     let took = sender
         .join()
         .map_err(|_| anyhow::anyhow!("the sender thread panicked"))??;
+    // A datagram the socket itself dropped would be counted as one floodgate
+    // dropped: such a count proves nothing either way.
+    let overflowed = rcvbuf_errors()? - overflows_before;
+    if overflowed > 0 {
+        bail!("{overflowed} datagrams overflowed the receive buffer; the count is void");
+    }
     let (ok, rule) = match expect {
         Expect::All => (received == count, format!("expected all {count}")),
         Expect::Limit { burst, rate } => {

@@ -98,6 +98,13 @@ impl Daemon {
             if self.cli(&["status"]).is_ok_and(|o| o.status.success()) {
                 return Ok(());
             }
+            if let Some(status) = lab.exited(pid)? {
+                self.pid = None;
+                bail!(
+                    "the daemon exited ({status}) before it came up; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         bail!(

@@ -1,6 +1,7 @@
 //! Test support for floodgate: a lab of network namespaces, synthetic frames and the
 //! program loaded for BPF_PROG_TEST_RUN.
 
+pub mod accounts;
 pub mod crawl;
 pub mod daemon;
 pub mod dut;

@@ -554,36 +554,6 @@ fn a_ban_flood_is_logged_within_the_event_rate() -> Result<()> {
 }
 
 #[test]
-fn a_socket_group_opens_the_socket_to_its_members() -> Result<()> {
-    let mut d = DaemonLab::new("group", BIN, LIMITED)?;
-    d.extra_args = vec!["--socket-group".into(), "nogroup".into()];
-    d.start()?;
-    let meta = std::fs::metadata(d.socket())?;
-    assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
-        0o660
-    );
-    // nobody:nogroup may now talk to the daemon.
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            BIN,
-            "--socket",
-        ])
-        .arg(d.socket())
-        .args(["status", "--json"])
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-#[test]
 fn the_remaining_commands_and_human_output() -> Result<()> {
     let mut d = DaemonLab::new("human", BIN, &with_ban("1h"))?;
     d.start()?;

@@ -284,6 +284,16 @@ impl Lab {
         terminate(&mut child, signal, STOP_GRACE)
     }
 
+    /// How a process spawned by this lab ended, if it has (it stays tracked).
+    pub fn exited(&mut self, pid: u32) -> Result<Option<ExitStatus>> {
+        let child = self
+            .children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .with_context(|| format!("pid {pid} is not a process of lab {}", self.prefix))?;
+        Ok(child.try_wait()?)
+    }
+
     /// Removes a spawned process from the lab's list (the caller reaps it).
     fn take_child(&mut self, pid: u32) -> Result<Child> {
         let i = self

@@ -1,5 +1,6 @@
 //! `config default` and `config check`.
 
+use super::stdout::{out, outln};
 use std::path::PathBuf;
 
 use clap::Subcommand;
@@ -18,12 +19,12 @@ pub enum ConfigCmd {
 pub fn run(cmd: &ConfigCmd) -> Result<(), Failure> {
     match cmd {
         ConfigCmd::Default => {
-            print!("{}", Config::default_toml());
+            out!("{}", Config::default_toml());
             Ok(())
         }
         ConfigCmd::Check { file } => {
             Config::load(file).map_err(|e| Failure::new(1, e))?;
-            println!("{}: ok", file.display());
+            outln!("{}: ok", file.display());
             Ok(())
         }
     }

@@ -1,5 +1,6 @@
 //! `floodgate detach`: through the daemon when it runs, else straight on the pins.
 
+use super::stdout::outln;
 use std::path::PathBuf;
 
 use super::{Cli, Failure, print_done};
@@ -44,7 +45,7 @@ fn offline(args: &DetachArgs) -> Result<(), Failure> {
     match &args.iface {
         Some(iface) => {
             if links::detach(&args.pin_dir, iface).map_err(io)? {
-                println!("detached from {iface}");
+                outln!("detached from {iface}");
                 Ok(())
             } else {
                 Err(Failure::new(
@@ -58,7 +59,7 @@ fn offline(args: &DetachArgs) -> Result<(), Failure> {
         }
         None => {
             remove_pins(&args.pin_dir).map_err(io)?;
-            println!(
+            outln!(
                 "detached from every interface; pins under {} removed",
                 args.pin_dir.display()
             );

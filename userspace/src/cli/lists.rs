@@ -1,5 +1,6 @@
 //! `allow`, `block` and `bans`.
 
+use super::stdout::outln;
 use std::{net::IpAddr, time::Duration};
 
 use clap::Subcommand;
@@ -99,7 +100,7 @@ fn print_list(reply: Reply, json: bool) -> Result<(), Failure> {
             expires_in_secs.map_or_else(|| "never".into(), |s| render::secs(s as f64)),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     Ok(())
 }
 
@@ -169,7 +170,7 @@ pub async fn bans(cli: &Cli, cmd: &BansCmd) -> Result<(), Failure> {
                     enforced.to_owned(),
                 ]);
             }
-            println!("{t}");
+            outln!("{t}");
             Ok(())
         }
         BansCmd::Add { addr, for_ } => print_done(

@@ -8,11 +8,13 @@ mod lists;
 mod render;
 mod run;
 mod show;
+mod stdout;
 mod top_watch;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+use stdout::outln;
 
 use crate::{
     control::{
@@ -127,7 +129,7 @@ pub(crate) async fn call(cli: &Cli, request: Request) -> Result<Reply, Failure> 
 pub(crate) fn print_done(reply: Reply) -> Result<(), Failure> {
     match reply {
         Reply::Done { message } => {
-            println!("{message}");
+            outln!("{message}");
             Ok(())
         }
         other => Err(unexpected(&other)),
@@ -143,7 +145,7 @@ pub(crate) fn unexpected(reply: &Reply) -> Failure {
 
 pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Failure::new(1, e))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -154,18 +156,24 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args, &cli.socket),
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Completions { shell } => {
+            let mut script = Vec::new();
             clap_complete::generate(
                 *shell,
                 &mut <Cli as clap::CommandFactory>::command(),
                 "floodgate",
-                &mut std::io::stdout(),
+                &mut script,
             );
+            stdout::write_bytes(&script);
             Ok(())
         }
         Command::Detach(args) => detach::run(&cli, args),
-        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
-            .render(&mut std::io::stdout())
-            .map_err(|e| Failure::new(1, e)),
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut page)
+                .map(|()| stdout::write_bytes(&page))
+                .map_err(|e| Failure::new(1, e))
+        }
         _ => client_command(&cli),
     };
     match result {

@@ -32,10 +32,14 @@ pub struct RunArgs {
     /// XDP attach mode: auto tries native and falls back to generic.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub xdp_mode: AttachMode,
-    /// Let members of this group use the control socket (mode 0660); without
-    /// it only root can.
+    /// Let members of this group use the control socket read-only (status,
+    /// stats, top, the lists); without it and --admin-group only root can.
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
+    /// Let members of this group use every verb of the control socket, changes
+    /// and detach included, as root can.
+    #[arg(long, value_name = "GROUP")]
+    pub admin_group: Option<String>,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9470).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
@@ -75,6 +79,7 @@ pub fn run(args: &RunArgs, socket: &Path) -> Result<(), Failure> {
         state_dir: args.state_dir.clone(),
         xdp_mode: args.xdp_mode,
         socket_group: args.socket_group.clone(),
+        admin_group: args.admin_group.clone(),
         metrics: args.metrics,
         verbose: args.verbose,
     };

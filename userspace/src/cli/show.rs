@@ -1,5 +1,6 @@
 //! `status`, `stats` and `top`.
 
+use super::stdout::{out, outln};
 use std::time::Duration;
 
 use super::{Cli, Failure, call, print_json, render, unexpected};
@@ -65,14 +66,14 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
     if json {
         return print_json(&s);
     }
-    println!(
+    outln!(
         "floodgate {} — mode {}, up {}",
         s.version,
         s.mode.name(),
         render::secs(s.uptime_secs as f64)
     );
-    println!("program id {}, config {}", s.program_id, s.config_source);
-    println!(
+    outln!("program id {}, config {}", s.program_id, s.config_source);
+    outln!(
         "pins {}{}",
         s.pin_dir,
         if s.adopted_pinned_state {
@@ -85,7 +86,7 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
     for i in &s.interfaces {
         t.add_row(vec![i.name.clone(), i.mode.name().to_owned()]);
     }
-    println!("{t}");
+    outln!("{t}");
     let mut t = render::table(&["map", "entries", "capacity", "fill", "memory at capacity"]);
     for m in &s.maps {
         let fill = if m.capacity == 0 {
@@ -102,16 +103,16 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
                 .set_alignment(comfy_table::CellAlignment::Right),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     if let Some(k) = s.kernel_memory {
-        println!(
+        outln!(
             "kernel memory: {} (maps at capacity; {} allocated at load, the allow, block and \
              rule tries at most the rest as they fill)",
             memory::human(k.at_capacity_bytes),
             memory::human(k.preallocated_bytes)
         );
     }
-    println!(
+    outln!(
         "eviction pressure: {} (sources inserted {}); ban events suppressed {}, lost {}; \
          log lines suppressed {}",
         if s.eviction_pressure {
@@ -138,7 +139,7 @@ fn print_stats(s: &Stats, previous: Option<(&Stats, f64)>) {
     let rate = |now: u64, before: u64, secs: f64| {
         format!("{:.0}/s", now.saturating_sub(before) as f64 / secs)
     };
-    println!(
+    outln!(
         "mode {} — passed {} packets ({}), dropped {} packets ({}), would drop {}",
         s.mode,
         render::count(s.passed.packets),
@@ -165,7 +166,7 @@ fn print_stats(s: &Stats, previous: Option<(&Stats, f64)>) {
         }
         t.add_row(row);
     }
-    println!("{t}");
+    outln!("{t}");
     if !s.by_interface.is_empty() {
         let mut t = render::table(&["interface", "passed", "dropped", "would drop"]);
         for (name, i) in &s.by_interface {
@@ -176,7 +177,7 @@ fn print_stats(s: &Stats, previous: Option<(&Stats, f64)>) {
                 render::num(i.would_drop.packets),
             ]);
         }
-        println!("{t}");
+        outln!("{t}");
     }
 }
 
@@ -196,7 +197,7 @@ pub async fn stats(cli: &Cli, args: &StatsArgs) -> Result<(), Failure> {
         if args.json {
             print_json(&now)?;
         } else {
-            print!("\x1b[2J\x1b[H");
+            out!("\x1b[2J\x1b[H");
             print_stats(&now, Some((&previous, args.interval.as_secs_f64())));
         }
         previous = now;
@@ -254,6 +255,6 @@ pub async fn top(cli: &Cli, args: &TopArgs) -> Result<(), Failure> {
             comfy_table::Cell::new(ban),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     Ok(())
 }

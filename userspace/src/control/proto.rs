@@ -113,6 +113,43 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Whether the request changes filtering (lists, bans, mode, policy,
+    /// attachment): only admins may make it.
+    pub const fn changes_state(&self) -> bool {
+        !matches!(
+            self,
+            Request::Status
+                | Request::Stats
+                | Request::Top { .. }
+                | Request::AllowList
+                | Request::BlockList
+                | Request::BansList
+        )
+    }
+
+    /// The CLI command that sends it, for messages.
+    pub const fn verb(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Stats => "stats",
+            Request::Top { .. } => "top",
+            Request::AllowAdd { .. } => "allow add",
+            Request::AllowRemove { .. } => "allow remove",
+            Request::AllowList => "allow list",
+            Request::BlockAdd { .. } => "block add",
+            Request::BlockRemove { .. } => "block remove",
+            Request::BlockList => "block list",
+            Request::BansList => "bans list",
+            Request::BansAdd { .. } => "bans add",
+            Request::BansClear { .. } => "bans clear",
+            Request::Mode { .. } => "mode",
+            Request::Reload => "reload",
+            Request::Detach { .. } => "detach",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reply {

@@ -6,6 +6,7 @@ use std::{
     io,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -17,6 +18,9 @@ use tokio::{
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tracing::{debug, warn};
 
+use nix::sys::stat::{Mode, umask};
+
+use super::access::{Access, peer_of};
 use super::proto::{
     MAX_FRAME, PROTOCOL_VERSION, Request, RequestEnvelope, Response, ResponseEnvelope,
 };
@@ -26,11 +30,11 @@ pub type Call = (Request, oneshot::Sender<Response>);
 
 /// An idle client is dropped after this long.
 const IDLE: Duration = Duration::from_secs(60);
+/// How long a refused peer may take to send the request its refusal answers.
+const REFUSED_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("no group {0:?} for the control socket; create it or fix --socket-group")]
-    NoGroup(String),
     #[error(
         "another floodgate daemon already listens on {0}; stop it first or use another --socket"
     )]
@@ -43,9 +47,11 @@ pub enum ServerError {
     },
 }
 
-/// Binds the socket, replacing a stale file from a daemon that died. The socket
-/// is 0600 (root only), or 0660 owned by `group` when one is given.
-pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, ServerError> {
+/// Binds the socket, replacing a stale file from a daemon that died. It is
+/// created under umask 077 (never wider than 0600, whatever the caller's
+/// umask), then given the group and mode `access` asks for: 0600 for root
+/// alone, 0660 for one group, 0666 for two (the peer check decides then).
+pub async fn bind(path: &Path, access: &Access) -> Result<UnixListener, ServerError> {
     let io_err = |source| ServerError::Io {
         path: path.to_owned(),
         source,
@@ -59,29 +65,28 @@ pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, Serv
         }
         std::fs::remove_file(path).map_err(io_err)?;
     }
-    let listener = UnixListener::bind(path).map_err(io_err)?;
-    let mode = match group {
-        None => 0o600,
-        Some(name) => {
-            let gid = nix::unistd::Group::from_name(name)
-                .ok()
-                .flatten()
-                .ok_or_else(|| ServerError::NoGroup(name.to_owned()))?
-                .gid;
-            nix::unistd::chown(path, None, Some(gid)).map_err(|e| io_err(e.into()))?;
-            0o660
-        }
+    let listener = {
+        // The umask is the process's: nothing else of the daemon creates
+        // files while it starts, and the old one is back right after.
+        let old = umask(Mode::from_bits_truncate(0o077));
+        let bound = UnixListener::bind(path);
+        umask(old);
+        bound.map_err(io_err)?
     };
+    let (group, mode) = access.file_mode();
+    if let Some(gid) = group {
+        nix::unistd::chown(path, None, Some(gid)).map_err(|e| io_err(e.into()))?;
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
     Ok(listener)
 }
 
 /// Accepts connections until the listener fails; each request goes to `calls`.
-pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
+pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>, access: Arc<Access>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection(stream, calls.clone()));
+                tokio::spawn(connection(stream, calls.clone(), Arc::clone(&access)));
             }
             Err(e) => {
                 warn!(error = %e, "control socket accept failed");
@@ -91,11 +96,27 @@ pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
     }
 }
 
-async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
+async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>, access: Arc<Access>) {
+    let peer = peer_of(&stream);
     let codec = LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME)
         .new_codec();
     let mut framed = Framed::new(stream, codec);
+    let role = match peer.as_ref().map(|p| (p, access.role(p))) {
+        Ok((_, Some(role))) => role,
+        Ok((peer, None)) => {
+            warn!(uid = peer.uid, "control socket: refused a connection");
+            // The refusal answers its first request, so the caller reads why
+            // instead of finding the socket closed under its write.
+            let _ = tokio::time::timeout(REFUSED_WAIT, framed.next()).await;
+            let _ = reply(&mut framed, Response::Error(access.refusal(peer))).await;
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, "control socket: no peer credentials; refused");
+            return;
+        }
+    };
     loop {
         let frame = match tokio::time::timeout(IDLE, framed.next()).await {
             Ok(Some(Ok(frame))) => frame,
@@ -115,23 +136,33 @@ async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
                 "protocol version {} is not supported (daemon speaks {PROTOCOL_VERSION}); use the CLI of the same release as the daemon",
                 env.version
             )),
-            Ok(env) => {
-                debug!(request = ?env.request, "control request");
-                let (tx, rx) = oneshot::channel();
-                if calls.send((env.request, tx)).await.is_err() {
-                    Response::Error("the daemon is shutting down".into())
-                } else {
-                    rx.await.unwrap_or_else(|_| {
-                        Response::Error("the daemon dropped the request".into())
-                    })
+            Ok(env) => match access.permit(role, &env.request) {
+                Err(refusal) => {
+                    warn!(
+                        verb = env.request.verb(),
+                        "control socket: a reader asked for a change; refused"
+                    );
+                    Response::Error(refusal)
                 }
-            }
+                Ok(()) => forward(&calls, env.request).await,
+            },
             Err(e) => Response::Error(format!("malformed request: {e}")),
         };
         if reply(&mut framed, response).await.is_err() {
             return;
         }
     }
+}
+
+/// Hands `request` to the daemon's loop and waits for its answer.
+async fn forward(calls: &mpsc::Sender<Call>, request: Request) -> Response {
+    debug!(?request, "control request");
+    let (tx, rx) = oneshot::channel();
+    if calls.send((request, tx)).await.is_err() {
+        return Response::Error("the daemon is shutting down".into());
+    }
+    rx.await
+        .unwrap_or_else(|_| Response::Error("the daemon dropped the request".into()))
 }
 
 async fn reply(

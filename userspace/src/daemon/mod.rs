@@ -30,7 +30,10 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::ConfigError,
-    control::server::{self, ServerError},
+    control::{
+        access::{Access, AccessError},
+        server::{self, ServerError},
+    },
     loader::{AttachMode, LoadError},
 };
 use engine::{After, Engine};
@@ -77,8 +80,10 @@ pub struct Options {
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub xdp_mode: AttachMode,
-    /// Group that may use the control socket (0660); root only without it.
+    /// Group whose members may use the control socket's read-only verbs.
     pub socket_group: Option<String>,
+    /// Group whose members may use every verb (see `control::access`).
+    pub admin_group: Option<String>,
     /// Serve Prometheus metrics on this address.
     pub metrics: Option<std::net::SocketAddr>,
     /// Print the verifier's full log when it rejects the program.
@@ -99,6 +104,8 @@ pub enum DaemonError {
     Budget(#[from] budget::BudgetError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -159,6 +166,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
 }
 
 async fn serve(opts: &Options) -> Result<(), DaemonError> {
+    // Checked before anything is loaded, like the interfaces.
+    let access = Access::resolve(opts.socket_group.as_deref(), opts.admin_group.as_deref())?;
     let mut engine = Engine::start(opts)?;
     let program_log = ProgramLog {
         logs: Arc::clone(&engine.logs),
@@ -187,7 +196,7 @@ async fn serve(opts: &Options) -> Result<(), DaemonError> {
     })?;
     let mut events = watch(events, "event ring buffer")?;
 
-    let listener = server::bind(&opts.socket, opts.socket_group.as_deref()).await?;
+    let listener = server::bind(&opts.socket, &access).await?;
     let (calls_tx, mut calls) = mpsc::channel(64);
     let metrics = match opts.metrics {
         Some(addr) => {
@@ -202,7 +211,7 @@ async fn serve(opts: &Options) -> Result<(), DaemonError> {
         }
         None => None,
     };
-    let server = tokio::spawn(server::serve(listener, calls_tx));
+    let server = tokio::spawn(server::serve(listener, calls_tx, Arc::new(access)));
     let sig = |kind| {
         signal(kind).map_err(|source| DaemonError::Io {
             path: PathBuf::from("signal handler"),

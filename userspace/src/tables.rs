@@ -322,32 +322,6 @@ impl Floodgate {
         }
     }
 
-    /// Number of entries in one of the hash or trie maps (walks its keys).
-    pub fn count_entries(&self, name: &'static str) -> Result<u64, LoadError> {
-        fn count<K, E>(keys: impl Iterator<Item = Result<K, E>>) -> u64 {
-            keys.filter(Result::is_ok).count() as u64
-        }
-        Ok(match name {
-            maps::SOURCES | maps::PREFIXES => count(
-                self.typed_map_ref::<HashMap<&MapData, AddrKey, TrackState>>(name)?
-                    .keys(),
-            ),
-            maps::BANS => count(
-                self.typed_map_ref::<HashMap<&MapData, BanKey, Ban>>(name)?
-                    .keys(),
-            ),
-            maps::BLOCK => count(
-                self.typed_map_ref::<LpmTrie<&MapData, [u8; 16], BlockEntry>>(name)?
-                    .keys(),
-            ),
-            maps::ALLOW | maps::RULES => count(
-                self.typed_map_ref::<LpmTrie<&MapData, [u8; 16], u32>>(name)?
-                    .keys(),
-            ),
-            _ => 0,
-        })
-    }
-
     /// Kernel memory charged to each map (`memlock` in its fdinfo), in bytes.
     pub fn map_memory(&self) -> Vec<(String, u64)> {
         use aya::maps::Map;
@@ -390,6 +364,16 @@ impl Floodgate {
             }
         }
         Ok(out)
+    }
+
+    /// The ban entry of `key` (expired ones included: they keep the offences).
+    pub fn ban(&self, key: &BanKey) -> Result<Option<Ban>, LoadError> {
+        let m: HashMap<&MapData, BanKey, Ban> = self.typed_map_ref(maps::BANS)?;
+        match m.get(key, 0) {
+            Ok(b) => Ok(Some(b)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(maps::BANS)(e)),
+        }
     }
 
     pub fn remove_ban(&mut self, key: &BanKey) -> Result<(), LoadError> {

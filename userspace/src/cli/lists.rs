@@ -140,9 +140,15 @@ pub async fn bans(cli: &Cli, cmd: &BansCmd) -> Result<(), Failure> {
     match cmd {
         BansCmd::List { json } => {
             let reply = call(cli, Request::BansList).await?;
-            let Reply::Bans { mut bans } = reply else {
+            let Reply::Bans { mut bans, total } = reply else {
                 return Err(unexpected(&reply));
             };
+            if total > bans.len() as u64 {
+                eprintln!(
+                    "floodgate: {} of {total} active bans shown (those ending last)",
+                    bans.len()
+                );
+            }
             bans.sort_by(|a, b| b.remaining_secs.total_cmp(&a.remaining_secs));
             if *json {
                 return print_json(&bans);

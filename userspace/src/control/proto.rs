@@ -16,7 +16,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame either side accepts; larger ones are answered with an error.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 
-/// Most rows one `top` reply carries (about 250 bytes each: well inside a frame).
+/// Most rows one `top` or `bans list` reply carries (about 250 bytes each:
+/// well inside a frame).
 pub const MAX_TOP_ROWS: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,12 +154,24 @@ impl Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reply {
-    Done { message: String },
+    Done {
+        message: String,
+    },
     Status(Status),
     Stats(Stats),
-    Top { rows: Vec<TopRow> },
-    List { entries: Vec<ListEntry> },
-    Bans { bans: Vec<BanRow> },
+    Top {
+        rows: Vec<TopRow>,
+    },
+    List {
+        entries: Vec<ListEntry>,
+    },
+    Bans {
+        /// At most [`MAX_TOP_ROWS`], those ending last first.
+        bans: Vec<BanRow>,
+        /// Active bans in all (absent from older daemons' replies).
+        #[serde(default)]
+        total: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,6 +198,10 @@ pub struct Status {
     /// older daemons' replies.
     #[serde(default)]
     pub kernel_memory: Option<KernelMemory>,
+    /// Sources and prefixes banned right now. Absent from older daemons'
+    /// replies.
+    #[serde(default)]
+    pub active_bans: Option<u64>,
 }
 
 /// Kernel memory of the maps at their capacities (see `memory`).

@@ -78,7 +78,9 @@ fn replace(fg: &mut Floodgate, path: &Path) -> Result<(), LoadError> {
 /// before this returns; the pin is removed after.
 pub fn detach(pin_dir: &Path, iface: &str) -> std::io::Result<bool> {
     let path = link_path(pin_dir, iface);
-    match sys::link_detach(&path) {
+    match crate::kernel::sys::obj_get(&path)
+        .and_then(|link| crate::kernel::sys::link_detach(std::os::fd::AsFd::as_fd(&link)))
+    {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         // A link whose interface is gone is already detached (ENOLINK, EINVAL).
@@ -102,68 +104,4 @@ pub fn pinned_interfaces(pin_dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// The two `bpf()` commands aya 0.14 does not wrap for a pinned link.
-mod sys {
-    use std::{
-        ffi::CString,
-        io,
-        os::{fd::FromRawFd, unix::ffi::OsStrExt},
-        path::Path,
-    };
-
-    const BPF_OBJ_GET: libc::c_long = 7;
-    const BPF_LINK_DETACH: libc::c_long = 34;
-
-    #[repr(C)]
-    struct ObjGet {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-    }
-
-    #[repr(C)]
-    struct LinkDetach {
-        link_fd: u32,
-    }
-
-    fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<libc::c_long> {
-        // SAFETY: `attr` is a valid head of the `bpf_attr` union for `cmd`, of
-        // the size passed; the kernel reads no further and keeps no pointer.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                std::ptr::from_ref(attr),
-                size_of::<T>() as libc::c_uint,
-            )
-        };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r)
-        }
-    }
-
-    /// Opens the link pinned at `path` and detaches it from its interface.
-    pub fn link_detach(path: &Path) -> io::Result<()> {
-        let name = CString::new(path.as_os_str().as_bytes())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let get = ObjGet {
-            pathname: name.as_ptr() as u64,
-            bpf_fd: 0,
-            file_flags: 0,
-        };
-        let fd = bpf(BPF_OBJ_GET, &get)?;
-        let fd = i32::try_from(fd).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        // SAFETY: BPF_OBJ_GET returned a new fd that nothing else owns.
-        let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        let detach = LinkDetach {
-            link_fd: u32::try_from(fd).unwrap_or(0),
-        };
-        bpf(BPF_LINK_DETACH, &detach)?;
-        drop(link);
-        Ok(())
-    }
 }

@@ -37,11 +37,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 /// Renders one scrape.
-pub fn render(
-    status: &Status,
-    stats: &Stats,
-    active_bans: usize,
-) -> Result<String, std::fmt::Error> {
+pub fn render(status: &Status, stats: &Stats, active_bans: u64) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("floodgate");
 
     let packets = Family::<Labels, Counter>::default();
@@ -180,10 +176,8 @@ async fn scrape(calls: &mpsc::Sender<Call>) -> Option<String> {
     let Some(Reply::Stats(stats)) = ask(calls, Request::Stats).await else {
         return None;
     };
-    let Some(Reply::Bans { bans }) = ask(calls, Request::BansList).await else {
-        return None;
-    };
-    render(&status, &stats, bans.len()).ok()
+    let active_bans = status.active_bans.unwrap_or(0);
+    render(&status, &stats, active_bans).ok()
 }
 
 async fn connection(mut stream: TcpStream, calls: mpsc::Sender<Call>) {
@@ -294,6 +288,7 @@ mod tests {
             events_lost: 1,
             log_lines_suppressed: 1,
             kernel_memory: None,
+            active_bans: None,
         };
         let names = [(1, "eth1".to_owned())];
         let stats = Stats::from_counters(&counters, false).with_interfaces(&counters, &names);
@@ -419,6 +414,7 @@ mod tests {
             events_lost: 0,
             log_lines_suppressed: 42,
             kernel_memory: None,
+            active_bans: None,
         };
         let out = render(&status, &stats, 0).expect("renders");
         for line in [

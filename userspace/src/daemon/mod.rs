@@ -10,6 +10,7 @@ pub mod events;
 pub mod links;
 pub mod loglimit;
 pub mod metrics;
+pub mod reader;
 pub mod runtime;
 
 use std::{
@@ -118,6 +119,14 @@ pub enum DaemonError {
     NotAttached(String),
     #[error("--iface {0}: no such network interface (see `ip link`); nothing was loaded")]
     NoInterface(String),
+    #[error("reading {what} from the kernel: {source}")]
+    Walk {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{0}` is not a query")]
+    NotAWalk(&'static str),
     #[error("aya-log: {0}")]
     Log(#[from] aya_log::Error),
 }
@@ -237,6 +246,21 @@ async fn serve(opts: &Options) -> Result<(), DaemonError> {
     loop {
         tokio::select! {
             Some((request, reply)) = calls.recv() => {
+                // A walk of whole maps runs off the loop: changes go on meanwhile.
+                if engine::queries::walks(&request) {
+                    match engine.query(&request) {
+                        Ok(query) => engine.reader.spawn(reply, move |reader| {
+                            match query(reader) {
+                                Ok(answer) => crate::control::proto::Response::Ok(answer),
+                                Err(e) => crate::control::proto::Response::Error(e.to_string()),
+                            }
+                        }),
+                        Err(e) => {
+                            let _ = reply.send(crate::control::proto::Response::Error(e.to_string()));
+                        }
+                    }
+                    continue;
+                }
                 let (response, after) = engine.handle(request);
                 let _ = reply.send(response);
                 if after == After::Exit {

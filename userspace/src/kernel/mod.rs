@@ -5,7 +5,9 @@
 
 pub mod errno;
 pub mod probe;
+pub mod sys;
 pub mod verifier;
+pub mod walk;
 
 use aya::sys::BpfHelper;
 

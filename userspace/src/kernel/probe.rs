@@ -4,7 +4,7 @@
 //! tell (not root, an unexpected error) counts as passed: the load itself then
 //! has the last word.
 
-use std::{io, mem::size_of, os::fd::FromRawFd as _, path::Path};
+use std::{io, os::fd::FromRawFd as _, path::Path};
 
 use aya::{
     maps::MapType,
@@ -145,7 +145,6 @@ struct ProgLoad {
     log_buf: u64,
 }
 
-const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 /// BPF_ALU64 | BPF_MOV | BPF_K.
 const MOV_IMM: u8 = 0xb7;
@@ -175,7 +174,7 @@ fn atomics() -> io::Result<bool> {
         insn(EXIT, 0, 0, 0, 0),
     ];
     let license = c"GPL";
-    let attr = ProgLoad {
+    let mut attr = ProgLoad {
         prog_type: BPF_PROG_TYPE_XDP,
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
@@ -184,26 +183,17 @@ fn atomics() -> io::Result<bool> {
         log_size: 0,
         log_buf: 0,
     };
-    // SAFETY: `attr` is a valid BPF_PROG_LOAD head of the size passed, and the
-    // instructions and license it points to outlive the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &raw const attr,
-            size_of::<ProgLoad>() as libc::c_uint,
-        )
-    };
-    if fd >= 0 {
-        // SAFETY: the syscall returned a new program fd that nothing else owns.
-        drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) });
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
+    // SAFETY: `attr` is a valid BPF_PROG_LOAD head, and the instructions and
+    // license it points to outlive the call.
+    match unsafe { super::sys::bpf(super::sys::BPF_PROG_LOAD, &mut attr) } {
+        Ok(fd) => {
+            // SAFETY: the syscall returned a new program fd that nothing else owns.
+            drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) });
+            Ok(true)
+        }
         // The verifier's refusals; EPERM and the like say nothing about atomics.
-        Some(libc::EINVAL | libc::EACCES) => Ok(false),
-        _ => Err(e),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

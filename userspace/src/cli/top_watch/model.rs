@@ -366,6 +366,7 @@ mod tests {
             events_lost: 0,
             log_lines_suppressed: 0,
             kernel_memory: None,
+            active_bans: None,
         }
     }
 

@@ -1,31 +1,27 @@
 //! The daemon's state and the one place changes are applied to the maps.
 
+mod bans;
+pub mod queries;
+
 use std::{
-    collections::HashMap,
-    net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
     time::Instant,
 };
 
-use floodgate_common::{
-    Ban, BanKey, BlockEntry, POLICY_HALF, Reason, SETTINGS_MONITOR, Settings, TrackState, maps,
-};
-use ipnet::IpNet;
+use floodgate_common::{BlockEntry, POLICY_HALF, SETTINGS_MONITOR, Settings};
 use tracing::{error, info, warn};
 
 use super::{
     DaemonError, Options, budget, links,
     loglimit::{Kind, LogLimiter},
+    reader::Reader,
     runtime::{Runtime, unix_now},
 };
 use crate::{
-    addr::{from_lpm_key, lpm_key, mapped, unmapped},
+    addr::lpm_key,
     config::Config,
-    control::proto::{
-        BanRow, InterfaceStatus, KernelMemory, ListEntry, MAX_TOP_ROWS, MapFill, Mode, Reply,
-        Request, Response, Status, TopBy, TopRow,
-    },
+    control::proto::{InterfaceStatus, ListEntry, Mode, Reply, Request, Response},
     loader::Floodgate,
     policy::{Compiled, compile},
     stats::Stats,
@@ -68,6 +64,8 @@ pub struct Engine {
     /// `GlobalState::events_suppressed` when last read: its growth is ban log
     /// lines the program held back, counted into `logs`.
     kernel_suppressed_seen: u64,
+    /// The maps' own descriptors, for the walks run off the loop.
+    pub reader: Arc<Reader>,
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, DaemonError> {
@@ -130,6 +128,7 @@ impl Engine {
         // reported (or not) by the daemon of their time.
         let kernel_suppressed_seen = fg.global_state()?.events_suppressed;
         let logs = Arc::new(Mutex::new(LogLimiter::new(config.event_rate)));
+        let reader = Arc::new(Reader::new(&fg)?);
         let mut engine = Engine {
             fg,
             pin_dir: opts.pin_dir.clone(),
@@ -145,6 +144,7 @@ impl Engine {
             live_policies: if adopted { pinned_default } else { POLICY_HALF },
             logs,
             kernel_suppressed_seen,
+            reader,
         };
         engine.apply()?;
         for iface in &opts.ifaces {
@@ -444,7 +444,9 @@ impl Engine {
 
     fn dispatch(&mut self, request: Request) -> Result<(Reply, After), DaemonError> {
         match request {
-            Request::Status => Ok((Reply::Status(self.status()?), After::Continue)),
+            walk @ (Request::Status | Request::Top { .. } | Request::BansList) => {
+                Ok((self.query_now(&walk)?, After::Continue))
+            }
             Request::Stats => {
                 let counters = self.fg.counters()?;
                 let names = self.fg.iface_names()?;
@@ -456,13 +458,6 @@ impl Engine {
                     After::Continue,
                 ))
             }
-            Request::Top { n, by, prefixes } => Ok((
-                Reply::Top {
-                    // Capped so the reply always fits one frame.
-                    rows: self.top(n.min(MAX_TOP_ROWS), by, prefixes)?,
-                },
-                After::Continue,
-            )),
             Request::AllowAdd { cidr } => {
                 let before = self.runtime.clone();
                 let cidr = cidr.trunc();
@@ -550,12 +545,6 @@ impl Engine {
                     .collect();
                 Ok((Reply::List { entries }, After::Continue))
             }
-            Request::BansList => Ok((
-                Reply::Bans {
-                    bans: self.active_bans()?.into_values().collect(),
-                },
-                After::Continue,
-            )),
             Request::BansAdd { addr, for_secs } => {
                 self.add_ban(addr, for_secs)?;
                 Self::done(format!(
@@ -628,215 +617,6 @@ impl Engine {
                 ))
             }
         }
-    }
-
-    fn status(&self) -> Result<Status, DaemonError> {
-        let program_id = self.fg.program()?.info().map(|i| i.id()).unwrap_or(0);
-        let g = self.fg.global_state()?;
-        let settings = self.settings();
-        // The kernel's capacities: a reload asking for others applies them
-        // only after a detach and a restart.
-        let c = self.fg.capacity();
-        let memory = crate::memory::estimate(&c, crate::memory::possible_cpus());
-        let count = |name: &'static str| self.fg.count_entries(name).unwrap_or(0);
-        let maps = [
-            (maps::SOURCES, c.sources),
-            (maps::PREFIXES, c.prefixes),
-            (maps::BANS, c.bans),
-            (maps::ALLOW, c.lists),
-            (maps::BLOCK, c.lists),
-            (maps::RULES, c.lists),
-        ]
-        .into_iter()
-        .map(|(name, cap)| MapFill {
-            name: name.to_lowercase(),
-            entries: count(name),
-            capacity: u64::from(cap),
-            kernel_memory_bytes: memory.of(&[name]),
-        })
-        .collect();
-        Ok(Status {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            mode: self.mode(),
-            interfaces: self.interfaces.clone(),
-            program_id,
-            uptime_secs: self.started.elapsed().as_secs(),
-            config_source: self.config_source(),
-            adopted_pinned_state: self.fg.adopted(),
-            pin_dir: self.pin_dir.display().to_string(),
-            maps,
-            source_inserts: g.source_inserts,
-            eviction_pressure: settings.pressure_threshold != 0
-                && floodgate_common::pressure::under_pressure(
-                    g.pressure_meter,
-                    monotonic_ns(),
-                    settings.pressure_window_ns,
-                ),
-            events_suppressed: g.events_suppressed,
-            events_lost: g.events_lost,
-            log_lines_suppressed: self.log_lines_suppressed(g.events_suppressed),
-            kernel_memory: Some(KernelMemory::from(&memory)),
-        })
-    }
-
-    /// The mapped length of `addr`'s prefix, as the program computes it (an
-    /// IPv4-mapped IPv6 address takes the IPv4 prefix).
-    fn prefix_len_of(&self, addr: IpAddr) -> u32 {
-        let s = &self.compiled.settings;
-        let v6 = addr.is_ipv6() && !floodgate_common::prefix::is_v4_mapped(&mapped(addr));
-        floodgate_common::prefix::mapped_prefix_len(v6, s.prefix_v4, s.prefix_v6)
-    }
-
-    /// Active bans keyed by their map key.
-    fn active_bans(&self) -> Result<HashMap<BanKey, BanRow>, DaemonError> {
-        let now = monotonic_ns();
-        Ok(self
-            .fg
-            .bans()?
-            .into_iter()
-            .filter(|(_, b)| b.until_ns > now)
-            .map(|(k, b)| {
-                let target = if k.prefix_len >= 128 {
-                    IpNet::from(unmapped(k.addr))
-                } else {
-                    from_lpm_key(k.prefix_len, k.addr)
-                };
-                let row = BanRow {
-                    target,
-                    reason: Reason::from_u32(b.reason_code())
-                        .map_or("unknown", Reason::name)
-                        .to_owned(),
-                    would_ban: b.is_would_ban(),
-                    remaining_secs: (b.until_ns - now) as f64 / 1e9,
-                    duration_secs: b.duration_ns as f64 / 1e9,
-                    offenses: b.offenses,
-                };
-                (k, row)
-            })
-            .collect())
-    }
-
-    /// Bans one address until `for_secs` from now (keeping its offence count).
-    fn add_ban(&mut self, addr: IpAddr, for_secs: u64) -> Result<(), DaemonError> {
-        let key = BanKey {
-            addr: mapped(addr),
-            prefix_len: 128,
-            _pad: 0,
-        };
-        let offenses = self
-            .fg
-            .bans()?
-            .into_iter()
-            .find(|(k, _)| *k == key)
-            .map_or(0, |(_, b)| b.offenses);
-        let now = monotonic_ns();
-        let duration_ns = for_secs.max(1).saturating_mul(SECOND);
-        self.fg.insert_ban(
-            &key,
-            &Ban {
-                until_ns: now.saturating_add(duration_ns),
-                duration_ns,
-                banned_at_ns: now,
-                offenses: offenses.saturating_add(1),
-                reason: Reason::Banned as u32,
-            },
-        )?;
-        info!(%addr, for_secs, "banned from the control socket");
-        Ok(())
-    }
-
-    fn clear_bans(&mut self, addr: Option<IpAddr>) -> Result<usize, DaemonError> {
-        let keys: Vec<BanKey> = match addr {
-            None => self.fg.bans()?.into_iter().map(|(k, _)| k).collect(),
-            Some(a) => {
-                let plen = self.prefix_len_of(a);
-                let family_len = if a.is_ipv4() { plen - 96 } else { plen };
-                let prefix = IpNet::new(a, u8::try_from(family_len).unwrap_or(128))
-                    .map_or_else(|_| IpNet::from(a), |n| n.trunc());
-                let (_, masked) = lpm_key(&prefix);
-                vec![
-                    BanKey {
-                        addr: mapped(a),
-                        prefix_len: 128,
-                        _pad: 0,
-                    },
-                    BanKey {
-                        addr: masked,
-                        prefix_len: plen,
-                        _pad: 0,
-                    },
-                ]
-            }
-        };
-        let active = self.active_bans()?;
-        let mut cleared = 0;
-        for k in &keys {
-            if active.contains_key(k) {
-                cleared += 1;
-            }
-            self.fg.remove_ban(k)?;
-        }
-        if self.log_allowed(Kind::Unban) {
-            info!(
-                event = "unban",
-                target = %addr.map_or_else(|| "*".to_owned(), |a| a.to_string()),
-                cleared,
-                "bans cleared"
-            );
-        }
-        Ok(cleared)
-    }
-
-    fn top(&self, n: usize, by: TopBy, prefixes: bool) -> Result<Vec<TopRow>, DaemonError> {
-        let name = if prefixes {
-            maps::PREFIXES
-        } else {
-            maps::SOURCES
-        };
-        let mut rows: Vec<(IpAddr, TrackState)> = self.fg.tracked(name)?;
-        let key = |s: &TrackState| match by {
-            TopBy::Packets => s.packets,
-            TopBy::Bytes => s.bytes,
-            TopBy::Drops => s.drops,
-        };
-        rows.sort_by_key(|r| std::cmp::Reverse(key(&r.1)));
-        rows.truncate(n);
-        let bans = self.active_bans()?;
-        let now = monotonic_ns();
-        Ok(rows
-            .into_iter()
-            .map(|(addr, s)| {
-                let (target, ban_key) = if prefixes {
-                    let plen = self.prefix_len_of(addr);
-                    let net = from_lpm_key(plen, mapped(addr));
-                    (
-                        net.to_string(),
-                        BanKey {
-                            addr: mapped(addr),
-                            prefix_len: plen,
-                            _pad: 0,
-                        },
-                    )
-                } else {
-                    (
-                        addr.to_string(),
-                        BanKey {
-                            addr: mapped(addr),
-                            prefix_len: 128,
-                            _pad: 0,
-                        },
-                    )
-                };
-                TopRow {
-                    target,
-                    packets: s.packets,
-                    bytes: s.bytes,
-                    drops: s.drops,
-                    last_seen_secs_ago: now.saturating_sub(s.last_seen_ns) as f64 / 1e9,
-                    ban: bans.get(&ban_key).cloned(),
-                }
-            })
-            .collect())
     }
 }
 

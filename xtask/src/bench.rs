@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use crate::util;
 
-pub fn run(quick: bool) -> Result<()> {
+pub fn run(quick: bool, walks: bool) -> Result<()> {
     // The bench drives the real daemon too (`floodgate-cli`): build every binary
     // of the crate, then run the bench itself.
     util::run(util::cargo().args([
@@ -17,6 +17,9 @@ pub fn run(quick: bool) -> Result<()> {
     let mut cmd = std::process::Command::new(util::release_dir().join("bench"));
     if quick {
         cmd.arg("--quick");
+    }
+    if walks {
+        cmd.arg("--walks");
     }
     util::run(&mut cmd)
 }

@@ -49,6 +49,10 @@ enum Task {
         /// A shorter run (under a minute).
         #[arg(long)]
         quick: bool,
+        /// Only `top`, `status` and control requests under metrics scrapes
+        /// over a million tracked sources, printed as JSON.
+        #[arg(long)]
+        walks: bool,
     },
     /// Install the release binary, systemd unit, default config, completions and man page.
     Install {
@@ -100,7 +104,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::Demo { all } => demo::run(if all { &["--all"] } else { &[] }),
-        Task::Bench { quick } => bench::run(quick),
+        Task::Bench { quick, walks } => bench::run(quick, walks),
         Task::Install {
             prefix,
             root,

@@ -29,7 +29,10 @@ use crate::{
 };
 
 /// Walks at once: a storm of scrapes queues here instead of taking every CPU.
-const CONCURRENT_WALKS: usize = 2;
+const CONCURRENT_WALKS: usize = 1;
+/// The nice value of a walking thread: the loop (nice 0) gets the CPU first
+/// when both want it, so a walk does not delay a change.
+const WALK_NICE: i32 = 10;
 
 /// Descriptors of the maps the queries walk.
 pub struct Reader {
@@ -96,9 +99,12 @@ impl Reader {
             let Ok(_permit) = Arc::clone(&reader.walks).acquire_owned().await else {
                 return;
             };
-            let answer = tokio::task::spawn_blocking(move || query(&reader))
-                .await
-                .unwrap_or_else(|e| Response::Error(format!("the query failed: {e}")));
+            let answer = tokio::task::spawn_blocking(move || {
+                lower_priority();
+                query(&reader)
+            })
+            .await
+            .unwrap_or_else(|e| Response::Error(format!("the query failed: {e}")));
             let _ = reply.send(answer);
         });
     }
@@ -223,6 +229,19 @@ impl Reader {
 pub fn prefix_len_of(addr: IpAddr, (v4, v6): (u32, u32)) -> u32 {
     let is_v6 = addr.is_ipv6() && !floodgate_common::prefix::is_v4_mapped(&mapped(addr));
     floodgate_common::prefix::mapped_prefix_len(is_v6, v4, v6)
+}
+
+/// Gives this thread (and only it: Linux keeps a nice value per thread) the
+/// [`WALK_NICE`] priority. Tokio reuses blocking threads for walks alone.
+fn lower_priority() {
+    // SAFETY: plain syscalls on this thread's own id.
+    let done = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, WALK_NICE)
+    };
+    if done != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "setpriority for a walk");
+    }
 }
 
 fn ban_key(addr: [u8; 16], prefix_len: u32) -> BanKey {

@@ -12,7 +12,7 @@ use aya::{
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp},
 };
 use floodgate::loader::{Capacity, Floodgate};
-use floodgate_common::{Policy, Rate, Reason, Verdict, maps};
+use floodgate_common::{Policy, Rate, Reason, Verdict};
 use floodgate_tests::{
     dut::{per_sec, settings},
     lab::{BpfFs, Lab, Ns, traffic::UdpSink},
@@ -43,7 +43,6 @@ pub struct Live {
     pub rows: Value,
     pub over_capacity: Value,
     pub map_memory: Value,
-    pub top_ms: Value,
 }
 
 fn frame() -> Vec<u8> {
@@ -189,7 +188,6 @@ pub fn run(plan: &Plan) -> Result<Live> {
             fg: load_floodgate(1 << 20, None)?,
         };
         let mut rows = Vec::new();
-        let mut top_ms = json!(null);
         for (nsrc, rounds) in [
             (1u32, plan.rounds_one),
             (10_000, plan.rounds_many),
@@ -247,13 +245,6 @@ pub fn run(plan: &Plan) -> Result<Live> {
                         },
                     ));
                 }
-            }
-            if nsrc == 1_000_000 {
-                let start = Instant::now();
-                let mut tracked = rx.fg.tracked(maps::SOURCES)?;
-                tracked.sort_by_key(|(_, s)| std::cmp::Reverse(s.packets));
-                top_ms =
-                    json!({"sources": tracked.len(), "ms": start.elapsed().as_secs_f64() * 1e3});
             }
             let floor: BTreeMap<usize, f64> = samples[Filter::XdpDrop.name()]
                 .iter()
@@ -391,7 +382,6 @@ pub fn run(plan: &Plan) -> Result<Live> {
             rows: Value::Array(rows),
             over_capacity,
             map_memory: json!(map_memory),
-            top_ms,
         })
     })??;
     drop(sink);

@@ -13,6 +13,7 @@ mod lists;
 mod live;
 mod profile;
 mod report;
+mod walks;
 
 use anyhow::Result;
 use serde_json::json;
@@ -29,6 +30,13 @@ pub struct Plan {
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--walks`: only the control-plane walks, printed as JSON (a quick check
+    // of `top` and scrape delays without the minutes of the whole bench).
+    if std::env::args().any(|a| a == "--walks") {
+        floodgate_tests::lab::require_root()?;
+        println!("{}", serde_json::to_string_pretty(&walks::run(quick)?)?);
+        return Ok(());
+    }
     let plan = if quick {
         Plan {
             repeat: 1_000_000,
@@ -57,6 +65,8 @@ fn main() -> Result<()> {
     let live = live::run(&plan)?;
     eprintln!("bench: the daemon under a flood, reloading 100 000 CIDRs");
     let control = control::run(plan.secs)?;
+    eprintln!("bench: top, status and scrapes over a million tracked sources");
+    let walks = walks::run(quick)?;
     let report = json!({
         "date": report::date(),
         "quick": quick,
@@ -75,8 +85,8 @@ fn main() -> Result<()> {
         "live": live.rows,
         "over_capacity": live.over_capacity,
         "maps_memory_bytes": live.map_memory,
-        "top_wall_ms": live.top_ms,
         "daemon": control,
+        "walks": walks,
         "seconds": started.elapsed().as_secs_f64(),
     });
     report::print(&report);

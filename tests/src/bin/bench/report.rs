@@ -126,10 +126,35 @@ pub fn print(r: &Value) {
         }
     );
     println!("\n### Control plane\n");
+    let w = &r["walks"];
+    let verdict = |ok: &Value| {
+        if ok.as_bool() == Some(true) {
+            "within the claim"
+        } else {
+            "OVER THE CLAIM"
+        }
+    };
     println!(
-        "- `top` over {} tracked sources: {:.0} ms",
-        r["top_wall_ms"]["sources"],
-        f(&r["top_wall_ms"]["ms"])
+        "- through the daemon over {} tracked sources and {} bans: `top -n 20` {:.0} ms (median; max {:.0} ms,          claim < {:.0} ms — {}), `status` {:.0} ms",
+        w["sources_tracked"],
+        w["bans"],
+        f(&w["top_ms"]["median"]),
+        f(&w["top_ms"]["max"]),
+        crate::walks::TOP_MS_MAX,
+        verdict(&w["top_within_claim"]),
+        f(&w["status_ms"]["median"]),
+    );
+    println!(
+        "- control requests (block add, stats, block remove) at rest: {:.1} ms median, {:.1} ms max;          while two clients scrape /metrics back to back ({} scrapes in {:.1} s): {:.1} ms median, {:.1} ms max;          the worst delay over the median at rest {:.1} ms (claim < {:.0} ms — {})",
+        f(&w["control_ms_at_rest"]["median"]),
+        f(&w["control_ms_at_rest"]["max"]),
+        w["scrapes_during_storm"],
+        f(&w["storm_seconds"]),
+        f(&w["control_ms_under_scrapes"]["median"]),
+        f(&w["control_ms_under_scrapes"]["max"]),
+        f(&w["scrape_delay_ms"]),
+        crate::walks::DELAY_MS_MAX,
+        verdict(&w["delay_within_claim"]),
     );
     if let Some(maps) = r["maps_memory_bytes"].as_object() {
         let total: u64 = maps.values().filter_map(Value::as_u64).sum();

@@ -1,0 +1,183 @@
+//! The plan: the compiled config and the runtime state written into the maps
+//! as one change (the spare half of `POLICIES` first, then the pointers), and
+//! the transactions around it (a reload, a CLI change kept only when both
+//! applied and saved).
+
+use std::sync::PoisonError;
+
+use floodgate_common::{BlockEntry, POLICY_HALF, SETTINGS_MONITOR, Settings};
+use tracing::{error, info, warn};
+
+use super::{Engine, SECOND, lifecycle::load_config, monotonic_ns};
+use crate::{
+    addr::lpm_key,
+    control::proto::Mode,
+    daemon::{
+        DaemonError,
+        loglimit::Kind,
+        runtime::{Runtime, unix_now},
+    },
+    policy::compile,
+};
+
+impl Engine {
+    pub(super) fn mode(&self) -> Mode {
+        self.runtime.mode.unwrap_or(if self.config.mode_monitor() {
+            Mode::Monitor
+        } else {
+            Mode::Enforce
+        })
+    }
+
+    pub(super) fn settings(&self) -> Settings {
+        let mut s = self.compiled.settings;
+        match self.mode() {
+            Mode::Monitor => s.flags |= SETTINGS_MONITOR,
+            Mode::Enforce => s.flags &= !SETTINGS_MONITOR,
+        }
+        s
+    }
+
+    /// Writes the compiled policy plus runtime changes into the half of
+    /// `POLICIES` no rule points at, then re-points the rules and the default.
+    pub(super) fn apply(&mut self) -> Result<(), DaemonError> {
+        let spare = if self.live_policies == 0 {
+            POLICY_HALF
+        } else {
+            0
+        };
+        self.apply_to(spare)
+    }
+
+    /// Writes the policy with its slots from `base`. Order matters so no packet
+    /// sees a gap or a neighbour's policy: the policies before the rules that
+    /// point at them (each CIDR is re-pointed at once: it reads its own rule's
+    /// old or new policy), ports before the flag that scopes limits to them,
+    /// the default slot last, with the settings. The other half keeps the
+    /// previous policies, so a CIDR the new config drops reads its old policy
+    /// until it is removed; no slot any rule points at is ever cleared.
+    pub(super) fn apply_to(&mut self, base: u32) -> Result<(), DaemonError> {
+        let now_mono = monotonic_ns();
+        let now_unix = unix_now();
+        self.fg.sync_ports(&self.compiled.ports)?;
+        let policies = self.compiled.policies.clone();
+        self.fg.write_policies_at(base, &policies)?;
+        let rules: Vec<_> = self
+            .compiled
+            .rules
+            .iter()
+            .map(|(n, slot)| (lpm_key(n), *slot + base))
+            .collect();
+        self.fg.sync_rules(&rules)?;
+        let block: Vec<_> = self
+            .runtime
+            .block(&self.compiled.block)
+            .into_iter()
+            .map(|(net, _, until)| {
+                let expires_ns = until.map_or(0, |u| {
+                    now_mono.saturating_add(u.saturating_sub(now_unix).saturating_mul(SECOND))
+                });
+                (lpm_key(&net), BlockEntry { expires_ns })
+            })
+            .collect();
+        self.fg.sync_block(&block)?;
+        let allow: Vec<_> = self
+            .runtime
+            .allow(&self.compiled.allow)
+            .into_iter()
+            .map(|(net, _)| lpm_key(&net))
+            .collect();
+        self.fg.sync_allow(&allow)?;
+        let mut settings = self.settings();
+        settings.default_policy = base;
+        self.fg.write_settings(&settings)?;
+        self.live_policies = base;
+        Ok(())
+    }
+
+    /// Makes the runtime change made since `before` a transaction: applied to
+    /// the maps and persisted, or neither. On a failure the maps and the file
+    /// keep `before`.
+    pub(super) fn commit(&mut self, before: Runtime) -> Result<(), DaemonError> {
+        let live = self.live_policies;
+        let result = match self.apply() {
+            // Applied but not saved: put the old state in the other half.
+            Ok(()) => self
+                .runtime
+                .save(&self.state_dir)
+                .map_err(|e| (e.into(), false)),
+            // Not applied: the live half still holds the old state; re-point
+            // what moved.
+            Err(e) => Err((e, true)),
+        };
+        if let Err((e, into_live)) = result {
+            self.runtime = before;
+            let restored = if into_live {
+                self.apply_to(live)
+            } else {
+                self.apply()
+            };
+            if let Err(again) = restored {
+                error!(error = %again, "restoring the maps after a failed change");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Re-reads and validates the config, then applies only what changed.
+    /// An invalid config changes nothing.
+    pub fn reload(&mut self) -> Result<String, DaemonError> {
+        let config = load_config(self.config_path.as_deref())?;
+        let compiled = compile(&config);
+        let c = compiled.capacity;
+        if c != self.compiled.capacity {
+            warn!(
+                "map capacities changed in the config; they apply after `floodgate detach` and a restart"
+            );
+        }
+        let old = std::mem::replace(&mut self.compiled, compiled);
+        let old_config = std::mem::replace(&mut self.config, config);
+        if let Err(e) = self.apply() {
+            // Put the old policy back: a half-applied reload is worse than none.
+            // The live half still holds it; re-point what moved.
+            self.compiled = old;
+            self.config = old_config;
+            if let Err(again) = self.apply_to(self.live_policies) {
+                error!(error = %again, "restoring the previous policy after a failed reload");
+            }
+            return Err(e);
+        }
+        self.logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_rate(self.config.event_rate);
+        let message = format!(
+            "reloaded {}: {} rules, {} allow and {} block entries, mode {}",
+            self.config_source(),
+            self.compiled.rules.len(),
+            self.compiled.allow.len(),
+            self.compiled.block.len(),
+            self.mode().name()
+        );
+        if self.log_allowed(Kind::Reload) {
+            info!(
+                event = "reload",
+                config = %self.config_source(),
+                rules = self.compiled.rules.len(),
+                allow = self.compiled.allow.len(),
+                block = self.compiled.block.len(),
+                mode = self.mode().name(),
+                "{message}"
+            );
+        }
+        Ok(message)
+    }
+
+    pub(super) fn config_source(&self) -> String {
+        self.config_path.as_ref().map_or_else(
+            || "the embedded default policy".to_owned(),
+            |p| p.display().to_string(),
+        )
+    }
+}

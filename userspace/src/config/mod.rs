@@ -2,6 +2,8 @@
 //! anything is applied: every problem is reported at once as
 //! `FILE:LINE:COL: what is wrong — how to fix it`.
 
+mod fields;
+mod fit;
 mod raw;
 pub mod units;
 mod validate;

@@ -82,6 +82,7 @@ pub fn mac_bytes(s: &str) -> Result<[u8; 6]> {
             .with_context(|| format!("{s:?} is not a MAC address"))?;
         *b = u8::from_str_radix(p, 16).with_context(|| format!("{s:?} is not a MAC address"))?;
     }
+    anyhow::ensure!(parts.next().is_none(), "{s:?} is not a MAC address");
     Ok(out)
 }
 

@@ -182,6 +182,10 @@ pub struct Floodgate {
     pub(crate) list_flags: u32,
     /// Latest end of a ban inserted from userspace.
     pub(crate) user_ban_horizon_ns: u64,
+    /// What each trie holds, as last written (None: not known yet, or a write
+    /// failed): a list change is diffed against it, not against a walk of the
+    /// kernel's trie. The daemon is the tries' only writer.
+    pub(crate) written: crate::tables::Written,
 }
 
 impl Floodgate {
@@ -245,6 +249,7 @@ impl Floodgate {
             settings: None,
             list_flags: 0,
             user_ban_horizon_ns: 0,
+            written: crate::tables::Written::default(),
         };
         if adopted {
             // Bans inserted from userspace by the last run stay enforced: the

@@ -1,6 +1,6 @@
 //! Typed reads and writes of the program's maps.
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key as LpmKey};
 use floodgate_common::{
@@ -44,6 +44,15 @@ pub enum IfaceSlot {
 fn iface_name(v: &IfaceName) -> Option<String> {
     let end = v.name.iter().position(|b| *b == 0).unwrap_or(v.name.len());
     (end > 0).then(|| String::from_utf8_lossy(&v.name[..end]).into_owned())
+}
+
+/// What the allow, block and rule tries hold, as last written (see
+/// `Floodgate::written`).
+#[derive(Debug, Default)]
+pub struct Written {
+    pub(crate) allow: Option<BTreeMap<Cidr, u32>>,
+    pub(crate) block: Option<BTreeMap<Cidr, BlockEntry>>,
+    pub(crate) rules: Option<BTreeMap<Cidr, u32>>,
 }
 
 impl Floodgate {
@@ -122,46 +131,55 @@ impl Floodgate {
         self.write_policies_at(from, &cleared)
     }
 
-    /// Makes the trie `name` hold exactly `wanted` (value from `value`), adding
-    /// new entries before removing stale ones so a CIDR moving between values is
-    /// never absent.
+    /// Makes the trie `name` hold exactly `wanted`, adding new entries before
+    /// removing stale ones so a CIDR moving between values is never absent.
+    /// Only the difference from `shadow` (what the trie held after the last
+    /// sync) is written; without one the trie is read once to learn it.
+    /// Returns what the trie holds now; on an error the caller forgets it.
     fn sync_trie<V: aya::Pod + PartialEq>(
         &mut self,
         name: &'static str,
         wanted: &[(Cidr, V)],
-    ) -> Result<(), LoadError> {
+        shadow: Option<BTreeMap<Cidr, V>>,
+    ) -> Result<BTreeMap<Cidr, V>, LoadError> {
+        let held = match shadow {
+            Some(held) => held,
+            None => self.trie_entries::<V>(name)?.into_iter().collect(),
+        };
         let mut trie: LpmTrie<_, [u8; 16], V> = self.typed_map(name)?;
-        let mut existing = BTreeSet::new();
-        for key in trie.keys() {
-            let key = key.map_err(map_err(name))?;
-            existing.insert((key.prefix_len(), key.data()));
-        }
-        let mut keep = BTreeSet::new();
-        for ((plen, addr), value) in wanted {
-            let key = LpmKey::new(*plen, *addr);
-            let current = trie.get(&key, 0).ok();
-            if current.as_ref() != Some(value) {
+        let now: BTreeMap<Cidr, V> = wanted.iter().copied().collect();
+        for ((plen, addr), value) in &now {
+            if held.get(&(*plen, *addr)) != Some(value) {
+                let key = LpmKey::new(*plen, *addr);
                 trie.insert(&key, value, 0).map_err(map_err(name))?;
             }
-            keep.insert((*plen, *addr));
         }
-        for stale in existing.difference(&keep) {
+        for stale in held.keys().filter(|k| !now.contains_key(*k)) {
             ignore_missing(trie.remove(&LpmKey::new(stale.0, stale.1))).map_err(map_err(name))?;
         }
-        Ok(())
+        Ok(now)
     }
 
     pub fn sync_rules(&mut self, rules: &[(Cidr, u32)]) -> Result<(), LoadError> {
-        self.sync_flagged(maps::RULES, SETTINGS_HAS_RULES, rules)
+        let shadow = self.written.rules.take();
+        self.written.rules =
+            Some(self.sync_flagged(maps::RULES, SETTINGS_HAS_RULES, rules, shadow)?);
+        Ok(())
     }
 
     pub fn sync_allow(&mut self, allow: &[Cidr]) -> Result<(), LoadError> {
         let wanted: Vec<_> = allow.iter().map(|c| (*c, 1u32)).collect();
-        self.sync_flagged(maps::ALLOW, SETTINGS_HAS_ALLOW, &wanted)
+        let shadow = self.written.allow.take();
+        self.written.allow =
+            Some(self.sync_flagged(maps::ALLOW, SETTINGS_HAS_ALLOW, &wanted, shadow)?);
+        Ok(())
     }
 
     pub fn sync_block(&mut self, block: &[(Cidr, BlockEntry)]) -> Result<(), LoadError> {
-        self.sync_flagged(maps::BLOCK, SETTINGS_HAS_BLOCK, block)
+        let shadow = self.written.block.take();
+        self.written.block =
+            Some(self.sync_flagged(maps::BLOCK, SETTINGS_HAS_BLOCK, block, shadow)?);
+        Ok(())
     }
 
     fn sync_flagged<V: aya::Pod + PartialEq>(
@@ -169,15 +187,16 @@ impl Floodgate {
         name: &'static str,
         flag: u32,
         wanted: &[(Cidr, V)],
-    ) -> Result<(), LoadError> {
+        shadow: Option<BTreeMap<Cidr, V>>,
+    ) -> Result<BTreeMap<Cidr, V>, LoadError> {
         if wanted.is_empty() {
             self.set_list_flag(flag, false)?;
         }
-        self.sync_trie(name, wanted)?;
+        let held = self.sync_trie(name, wanted, shadow)?;
         if !wanted.is_empty() {
             self.set_list_flag(flag, true)?;
         }
-        Ok(())
+        Ok(held)
     }
 
     pub fn sync_ports(&mut self, ports: &[PortKey]) -> Result<(), LoadError> {

@@ -156,6 +156,12 @@ pub fn print(r: &Value) {
         crate::walks::DELAY_MS_MAX,
         verdict(&w["delay_within_claim"]),
     );
+    println!(
+        "- with 100 000 block CIDRs loaded (reload {:.0} ms), the same control requests: {:.1} ms median, {:.1} ms max",
+        f(&w["reload_100k_block_cidrs_ms"]),
+        f(&w["control_ms_with_100k_block_cidrs"]["median"]),
+        f(&w["control_ms_with_100k_block_cidrs"]["max"]),
+    );
     if let Some(maps) = r["maps_memory_bytes"].as_object() {
         let total: u64 = maps.values().filter_map(Value::as_u64).sum();
         println!(

@@ -37,7 +37,7 @@ fn config(sources: u32) -> String {
 sources = {}
 prefixes = 4096
 bans = 262144
-lists = 1024
+lists = 131072
 max_memory = "off"
 [limits]
 ports = []
@@ -260,6 +260,23 @@ pub fn run(quick: bool) -> Result<Value> {
             .join()
             .map_err(|_| anyhow::anyhow!("a scraper panicked"))???;
     }
+
+    // A change with 100 000 block CIDRs loaded writes what changed, not the
+    // whole list again.
+    let mut blocks = String::from("block = [\n");
+    for i in 0..100_000u32 {
+        blocks.push_str(&format!(
+            "  \"fd03::{:x}:{:x}/128\",\n",
+            i >> 16,
+            i & 0xffff
+        ));
+    }
+    blocks.push_str("]\n");
+    std::fs::write(&conf, blocks + &config(sources))?;
+    let reload_start = Instant::now();
+    rt.block_on(call(&socket, Request::Reload))?;
+    let reload_ms = reload_start.elapsed().as_secs_f64() * 1e3;
+    let with_lists = control_round(&rt, &socket, rounds)?;
     let _ = lab.stop(pid, Signal::SIGTERM);
 
     let top = summary(top_ms);
@@ -276,6 +293,8 @@ pub fn run(quick: bool) -> Result<Value> {
         "control_ms_at_rest": base,
         "control_ms_under_scrapes": under,
         "scrapes_during_storm": scrapes.load(Ordering::Relaxed),
+        "reload_100k_block_cidrs_ms": reload_ms,
+        "control_ms_with_100k_block_cidrs": summary(with_lists),
         "storm_seconds": storm_s,
         "scrape_delay_ms": delay,
         "top_within_claim": top["max"].as_f64().unwrap_or(f64::MAX) < TOP_MS_MAX,

@@ -19,6 +19,28 @@ pub struct BanKey {
     pub _pad: u32,
 }
 
+impl BanKey {
+    /// The ban key of one source (mapped address).
+    #[inline(always)]
+    pub const fn source(addr: [u8; 16]) -> BanKey {
+        BanKey {
+            addr,
+            prefix_len: 128,
+            _pad: 0,
+        }
+    }
+
+    /// The ban key of a prefix: its masked (mapped) address and mapped length.
+    #[inline(always)]
+    pub const fn prefix(masked: [u8; 16], prefix_len: u32) -> BanKey {
+        BanKey {
+            addr: masked,
+            prefix_len,
+            _pad: 0,
+        }
+    }
+}
+
 /// Key of the `PORTS` scope hash. `port` is host order; port 0 with a protocol
 /// means "every port of this protocol".
 #[repr(C)]

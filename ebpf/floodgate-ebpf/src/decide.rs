@@ -143,16 +143,8 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     pfx_key.addr = mask(&src_bytes(pkt), plen);
 
     // 3. Bans of the source or of its prefix.
-    *src_ban = BanKey {
-        addr: src_bytes(pkt),
-        prefix_len: 128,
-        _pad: 0,
-    };
-    *pfx_ban = BanKey {
-        addr: pfx_key.addr,
-        prefix_len: plen,
-        _pad: 0,
-    };
+    *src_ban = BanKey::source(src_bytes(pkt));
+    *pfx_ban = BanKey::prefix(pfx_key.addr, plen);
     let (src_key, pfx_key, src_ban, pfx_ban) = (&*src_key, &*pfx_key, &*src_ban, &*pfx_ban);
     let bans = if bans_possible(settings, coarse) {
         // An enforced ban of the source decides alone: no prefix lookup.

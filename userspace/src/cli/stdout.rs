@@ -8,7 +8,17 @@ use std::io::{self, Write as _};
 /// Writes `args` to stdout; on a closed pipe the process ends by SIGPIPE.
 pub(crate) fn write(args: std::fmt::Arguments<'_>) {
     let mut out = io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+    written(out.write_fmt(args).and_then(|()| out.flush()));
+}
+
+/// Writes `bytes` (man pages, completions) to stdout like [`write`].
+pub(crate) fn write_bytes(bytes: &[u8]) {
+    let mut out = io::stdout().lock();
+    written(out.write_all(bytes).and_then(|()| out.flush()));
+}
+
+fn written(result: io::Result<()>) {
+    if let Err(e) = result {
         if e.kind() == io::ErrorKind::BrokenPipe {
             die_of_sigpipe();
         }
@@ -16,11 +26,6 @@ pub(crate) fn write(args: std::fmt::Arguments<'_>) {
         eprintln!("floodgate: writing to stdout: {e}");
         std::process::exit(1);
     }
-}
-
-/// Writes `bytes` (man pages, completions) to stdout like [`write`].
-pub(crate) fn write_bytes(bytes: &[u8]) {
-    write(format_args!("{}", String::from_utf8_lossy(bytes)));
 }
 
 fn die_of_sigpipe() -> ! {

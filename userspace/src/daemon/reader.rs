@@ -204,9 +204,12 @@ impl Reader {
                 let addr = unmapped(key);
                 let (target, ban_key) = if prefixes {
                     let plen = prefix_len_of(addr, prefix_lens);
-                    (from_lpm_key(plen, key).to_string(), ban_key(key, plen))
+                    (
+                        from_lpm_key(plen, key).to_string(),
+                        BanKey::prefix(key, plen),
+                    )
                 } else {
-                    (addr.to_string(), ban_key(key, 128))
+                    (addr.to_string(), BanKey::source(key))
                 };
                 let ban = walk::lookup::<BanKey, Ban>(self.bans.as_fd(), &ban_key)?
                     .filter(|b| b.until_ns > now)
@@ -241,14 +244,6 @@ fn lower_priority() {
     };
     if done != 0 {
         tracing::debug!(error = %io::Error::last_os_error(), "setpriority for a walk");
-    }
-}
-
-fn ban_key(addr: [u8; 16], prefix_len: u32) -> BanKey {
-    BanKey {
-        addr,
-        prefix_len,
-        _pad: 0,
     }
 }
 

@@ -85,11 +85,7 @@ fn fill(pin_dir: &Path, sources: u32) -> Result<()> {
         MapData::from_pin(maps_dir.join(maps::BANS))?,
     ))?;
     for i in 0..BANS {
-        let key = BanKey {
-            addr: addr(1, i),
-            prefix_len: 128,
-            _pad: 0,
-        };
+        let key = BanKey::source(addr(1, i));
         let ban = Ban {
             until_ns: now + 3_600_000_000_000,
             duration_ns: 3_600_000_000_000,

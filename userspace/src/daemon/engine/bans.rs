@@ -16,11 +16,7 @@ use crate::{
 impl Engine {
     /// Bans one address until `for_secs` from now (keeping its offence count).
     pub(super) fn add_ban(&mut self, addr: IpAddr, for_secs: u64) -> Result<(), DaemonError> {
-        let key = BanKey {
-            addr: mapped(addr),
-            prefix_len: 128,
-            _pad: 0,
-        };
+        let key = BanKey::source(mapped(addr));
         let offenses = self.fg.ban(&key)?.map_or(0, |b| b.offenses);
         let now = monotonic_ns();
         let duration_ns = for_secs.max(1).saturating_mul(SECOND);
@@ -55,16 +51,8 @@ impl Engine {
                 let prefix = IpNet::new(a, u8::try_from(family_len).unwrap_or(128))
                     .map_or_else(|_| IpNet::from(a), |n| n.trunc());
                 let (_, masked) = lpm_key(&prefix);
-                let source = BanKey {
-                    addr: mapped(a),
-                    prefix_len: 128,
-                    _pad: 0,
-                };
-                let prefix = BanKey {
-                    addr: masked,
-                    prefix_len: plen,
-                    _pad: 0,
-                };
+                let source = BanKey::source(mapped(a));
+                let prefix = BanKey::prefix(masked, plen);
                 vec![
                     (source, self.fg.ban(&source)?),
                     (prefix, self.fg.ban(&prefix)?),

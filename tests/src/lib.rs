@@ -8,4 +8,5 @@ pub mod dut;
 mod handmade;
 pub mod lab;
 pub mod packets;
+pub mod previous;
 pub mod verifier;

@@ -13,6 +13,7 @@ use floodgate_tests::dut::{Dut, monotonic_ns};
 /// More than a few batches of the walk's 4096.
 const SOURCES: u32 = 20_000;
 const BANS: u32 = 3_000;
+const PREFIXES: u32 = 1_500;
 
 fn addr(net: u8, i: u32) -> [u8; 16] {
     let mut a = [0u8; 16];
@@ -43,6 +44,15 @@ fn filled() -> Result<Dut> {
                 ..TrackState::default()
             };
             m.insert(AddrKey { addr: addr(0, i) }, state, 0)?;
+        }
+        let mut m: HashMap<&mut MapData, AddrKey, TrackState> = dut.fg.typed_map(maps::PREFIXES)?;
+        for i in 0..PREFIXES {
+            let state = TrackState {
+                packets: u64::from(i) + 1_000_000,
+                last_seen_ns: now,
+                ..TrackState::default()
+            };
+            m.insert(AddrKey { addr: addr(2, i) }, state, 0)?;
         }
     }
     let mut bans: HashMap<&mut MapData, BanKey, Ban> = dut.fg.typed_map(maps::BANS)?;
@@ -79,7 +89,11 @@ fn batched_walks_read_what_the_per_key_walk_reads() -> Result<()> {
     let fill = |name| fills.iter().find(|(n, _)| *n == name).map(|(_, c)| *c);
     assert_eq!(fill(maps::SOURCES), Some(u64::from(SOURCES)));
     assert_eq!(fill(maps::BANS), Some(u64::from(BANS)));
-    assert_eq!(fill(maps::PREFIXES), Some(0));
+    assert_eq!(fill(maps::PREFIXES), Some(u64::from(PREFIXES)));
+    let heaviest = reader.top(3, TopBy::Packets, true, (24, 48))?;
+    let packets: Vec<u64> = heaviest.iter().map(|r| r.packets).collect();
+    let p = u64::from(PREFIXES) + 1_000_000;
+    assert_eq!(packets, [p - 1, p - 2, p - 3]);
 
     // The top 50 by each weight, against a full per-key walk sorted.
     let mut all = dut.fg.tracked(maps::SOURCES)?;

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod kernel;
 pub mod loader;
 pub mod memory;
+pub mod migrate;
 pub mod object;
 pub mod paths;
 pub mod policy;

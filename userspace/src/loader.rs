@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{Array, MapData, MapError},
+    maps::{Array, MapError},
     programs::{
         ProgramError, Xdp,
         xdp::{XdpLinkId, XdpMode},
@@ -13,7 +13,11 @@ use aya::{
 use floodgate_common::{LAYOUT_VERSION, Meta, PROGRAM_NAME, maps};
 use tracing::{debug, warn};
 
-use crate::{kernel, object};
+use crate::{
+    kernel,
+    migrate::{self, Migration, Pinned},
+    object,
+};
 
 /// Errors from loading or attaching the program.
 #[derive(Debug, thiserror::Error)]
@@ -47,21 +51,16 @@ pub enum LoadError {
         source: MapError,
     },
     #[error(
-        "pinned maps in {dir} have layout version {found}, this binary uses {expected}; \
-         run `floodgate detach --pin-dir {dir}` to remove the old state (counters and bans \
-         are lost), then start again"
+        "pinned maps in {dir} have layout version {found}; this binary uses {expected} and \
+         migrates only from {}; start the release that made them, or run `floodgate detach \
+         --pin-dir {dir}` to remove the old state (counters and bans are lost) and start again",
+        expected - 1
     )]
     LayoutMismatch {
         dir: PathBuf,
         found: u32,
         expected: u32,
     },
-    #[error(
-        "pinned maps in {dir} were made for other capacities: {differences}; set [capacity] \
-         back to what is pinned to keep the state, or run `floodgate detach --pin-dir {dir}` \
-         (counters, bans and tracked sources are lost) and start again with the new sizes"
-    )]
-    CapacityMismatch { dir: PathBuf, differences: String },
     #[error(
         "attaching XDP to {iface} ({mode}) failed: {source}; check the interface name with `ip link`"
     )]
@@ -174,6 +173,8 @@ pub struct Floodgate {
     ebpf: Ebpf,
     /// Pinned state was found and adopted (counters, bans, sources survive).
     adopted: bool,
+    /// Pinned state to move into these (new) maps before they are attached.
+    migration: Option<Migration>,
     /// The capacities the maps were created with (pinned ones included).
     capacity: Capacity,
     /// The settings last written, before the bits below are added.
@@ -216,25 +217,32 @@ impl Floodgate {
             .map_max_entries(maps::RULES, capacity.lists)
             .map_max_entries(maps::ALLOW, capacity.lists)
             .map_max_entries(maps::BLOCK, capacity.lists);
-        let map_dir = pin_dir.map(map_pin_dir);
-        if let Some(dir) = &map_dir {
-            std::fs::create_dir_all(dir).map_err(|source| LoadError::Io {
-                path: dir.clone(),
-                source,
-            })?;
-            adopted = check_pinned_layout(dir)?;
-            if adopted {
-                // aya reuses a pinned map whatever size is asked for: compare.
-                let pinned = pinned_capacity(dir)?;
-                if pinned != capacity {
-                    return Err(LoadError::CapacityMismatch {
-                        dir: dir.clone(),
-                        differences: capacity_differences(&pinned, &capacity),
-                    });
+        let mut migration = None;
+        if let Some(pin_dir) = pin_dir {
+            let dir = map_pin_dir(pin_dir);
+            let io = |path: &Path| {
+                let path = path.to_owned();
+                move |source| LoadError::Io { path, source }
+            };
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let pins = match migrate::inspect(&dir, &capacity)? {
+                Pinned::Nothing => dir,
+                Pinned::Adopt => {
+                    adopted = true;
+                    dir
                 }
-            }
+                Pinned::Migrate(m) => {
+                    // Fresh maps beside the old ones; the daemon fills them,
+                    // swaps the program, then moves them into place.
+                    let staging = migrate::staging_dir(pin_dir);
+                    migrate::remove_dir(&staging).map_err(io(&staging))?;
+                    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+                    migration = Some(m);
+                    staging
+                }
+            };
             for name in maps::ALL {
-                loader.map_pin_path(name, dir.join(name));
+                loader.map_pin_path(name, pins.join(name));
             }
         }
         let mut ebpf = loader.load(object::OBJECT)?;
@@ -245,6 +253,7 @@ impl Floodgate {
         let mut fg = Floodgate {
             ebpf,
             adopted,
+            migration,
             capacity,
             settings: None,
             list_flags: 0,
@@ -271,6 +280,16 @@ impl Floodgate {
     /// True when pinned state from an earlier run was adopted.
     pub fn adopted(&self) -> bool {
         self.adopted
+    }
+
+    /// Marks pinned state as carried over into these maps (a migration).
+    pub(crate) fn set_adopted(&mut self) {
+        self.adopted = true;
+    }
+
+    /// Pinned state these new maps are to take over (once, by the daemon).
+    pub fn take_migration(&mut self) -> Option<Migration> {
+        self.migration.take()
     }
 
     fn write_meta(&mut self, capacity: Capacity) -> Result<(), LoadError> {
@@ -384,69 +403,4 @@ pub(crate) fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
         .ok_or(LoadError::Program(ProgramError::NotLoaded))?
         .try_into()
         .map_err(LoadError::Program)
-}
-
-/// Checks pinned maps in `dir` before adopting them: returns false when there is
-/// no pinned state, true when it is compatible, and an error when it is not (a
-/// map pinned by another layout would be silently misread).
-/// The capacities the maps pinned in `dir` really have (the kernel's
-/// `max_entries`).
-pub fn pinned_capacity(dir: &Path) -> Result<Capacity, LoadError> {
-    let max = |name: &'static str| -> Result<u32, LoadError> {
-        let map_err = |source| LoadError::Map { name, source };
-        let data = MapData::from_pin(dir.join(name)).map_err(map_err)?;
-        Ok(data.info().map_err(map_err)?.max_entries())
-    };
-    Ok(Capacity {
-        sources: max(maps::SOURCES)?,
-        prefixes: max(maps::PREFIXES)?,
-        bans: max(maps::BANS)?,
-        lists: max(maps::BLOCK)?,
-    })
-}
-
-/// "sources 1024 pinned, 8192 in the config, …" for each capacity that differs.
-fn capacity_differences(pinned: &Capacity, wanted: &Capacity) -> String {
-    [
-        ("sources", pinned.sources, wanted.sources),
-        ("prefixes", pinned.prefixes, wanted.prefixes),
-        ("bans", pinned.bans, wanted.bans),
-        ("lists", pinned.lists, wanted.lists),
-    ]
-    .into_iter()
-    .filter(|(_, p, w)| p != w)
-    .map(|(name, p, w)| format!("{name} {p} pinned, {w} in the config"))
-    .collect::<Vec<_>>()
-    .join(", ")
-}
-
-fn check_pinned_layout(dir: &Path) -> Result<bool, LoadError> {
-    let meta_path = dir.join(maps::META);
-    if !meta_path.exists() {
-        return Ok(false);
-    }
-    let data = MapData::from_pin(&meta_path).map_err(|source| LoadError::Map {
-        name: maps::META,
-        source,
-    })?;
-    let map = aya::maps::Map::Array(data);
-    let meta: Array<_, Meta> = Array::try_from(map).map_err(|source| LoadError::Map {
-        name: maps::META,
-        source,
-    })?;
-    let found = meta
-        .get(&0, 0)
-        .map_err(|source| LoadError::Map {
-            name: maps::META,
-            source,
-        })?
-        .layout_version;
-    if found != LAYOUT_VERSION {
-        return Err(LoadError::LayoutMismatch {
-            dir: dir.to_owned(),
-            found,
-            expected: LAYOUT_VERSION,
-        });
-    }
-    Ok(true)
 }

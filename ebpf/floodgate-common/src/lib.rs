@@ -15,6 +15,7 @@ pub mod layout;
 pub mod limit;
 pub mod prefix;
 pub mod pressure;
+pub mod previous;
 pub mod quota;
 pub mod reason;
 

@@ -130,7 +130,12 @@ pub fn check_at_start(
         human(estimate.total()),
         human(estimate.preallocated())
     );
-    if map_pin_dir(pin_dir).join(maps::META).exists() || share.is_none() {
+    // Adopted maps are already allocated; a migration makes new ones.
+    let adopting = matches!(
+        crate::migrate::inspect(&map_pin_dir(pin_dir), c),
+        Ok(crate::migrate::Pinned::Adopt)
+    );
+    if adopting || share.is_none() {
         return Ok(estimate);
     }
     let available = match std::fs::read_to_string(MEMINFO) {

@@ -92,7 +92,7 @@ impl Receiver {
                 );
                 let file = self.bpffs.with_extension("nft");
                 std::fs::write(&file, rules)?;
-                sh(
+                let loaded = sh(
                     "ip",
                     &[
                         "netns",
@@ -102,7 +102,10 @@ impl Receiver {
                         "-f",
                         &file.display().to_string(),
                     ],
-                )?;
+                );
+                // The rules live in the kernel now; the file was only nft's input.
+                let _ = std::fs::remove_file(&file);
+                loaded?;
                 Installed::Shell
             }
             Filter::IptHashlimit => {

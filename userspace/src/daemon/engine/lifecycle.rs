@@ -54,18 +54,30 @@ impl Engine {
             if let Err(e) = remove_pins(&opts.pin_dir) {
                 warn!(error = %e, pin_dir = %opts.pin_dir.display(), "removing the pins of a failed start");
             }
+        } else if started.is_err() {
+            discard_staging(&opts.pin_dir);
         }
         started
     }
 
     pub(super) fn start_with(
-        fg: Floodgate,
+        mut fg: Floodgate,
         opts: &Options,
         config: Config,
         compiled: Compiled,
         runtime: Runtime,
     ) -> Result<Engine, DaemonError> {
         let adopted = fg.adopted();
+        let migration = fg.take_migration();
+        let mut copied = None;
+        if let Some(m) = &migration {
+            info!(
+                pin_dir = %opts.pin_dir.display(),
+                "migrating the pinned state ({}); the old program filters until the new one replaces it",
+                m.describe(&fg.capacity())
+            );
+            copied = Some(m.copy_into(&mut fg)?);
+        }
         let pinned_default = if adopted {
             fg.settings()?.default_policy
         } else {
@@ -131,6 +143,16 @@ impl Engine {
                 name: iface.clone(),
                 mode,
             });
+        }
+        if let (Some(m), Some(copied)) = (migration, copied) {
+            // Every pinned link runs the new program now: the old maps only
+            // hold what the old one did since the copy.
+            let late = m.finish(&mut engine.fg, &engine.pin_dir, &copied)?;
+            info!(
+                late_bans = late.bans,
+                late_packets = late.packets,
+                "migration done: the new maps are pinned in place of the old"
+            );
         }
         engine.runtime.save(&engine.state_dir)?;
         Ok(engine)
@@ -218,6 +240,15 @@ impl Engine {
     }
 }
 
+/// Removes the new maps of a migration that failed before the program was
+/// swapped: the old program and maps go on as they were.
+fn discard_staging(pin_dir: &Path) {
+    let staging = crate::migrate::staging_dir(pin_dir);
+    if let Err(e) = crate::migrate::remove_dir(&staging) {
+        warn!(error = %e, dir = %staging.display(), "removing the maps of a failed migration");
+    }
+}
+
 pub(super) fn load_config(path: Option<&Path>) -> Result<Config, DaemonError> {
     match path {
         Some(p) => Ok(Config::load(p)?),
@@ -242,6 +273,9 @@ pub fn remove_pins(pin_dir: &Path) -> std::io::Result<()> {
     for dir in [
         links::links_dir(pin_dir),
         crate::loader::map_pin_dir(pin_dir),
+        // What an interrupted migration left.
+        crate::migrate::staging_dir(pin_dir),
+        crate::migrate::retired_dir(pin_dir),
     ] {
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {

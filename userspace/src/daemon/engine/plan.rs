@@ -133,7 +133,7 @@ impl Engine {
         let c = compiled.capacity;
         if c != self.compiled.capacity {
             warn!(
-                "map capacities changed in the config; they apply after `floodgate detach` and a restart"
+                "map capacities changed in the config; they apply at the next restart, which moves the state into maps of the new sizes"
             );
         }
         let old = std::mem::replace(&mut self.compiled, compiled);

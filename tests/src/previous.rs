@@ -1,0 +1,136 @@
+//! The XDP program of the previous layout version, built from git history, so
+//! the upgrade tests start from pins that program really made.
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Mutex,
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+
+/// The last commit whose program has layout version 2
+/// (`floodgate_common::previous::PREVIOUS_LAYOUT_VERSION`).
+pub const PREVIOUS_LAYOUT_COMMIT: &str = "32c3cc38b50a38f3e53bbb528c1f5306187cab48";
+
+/// One build at a time within a test binary.
+static BUILD: Mutex<()> = Mutex::new(());
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default()
+}
+
+/// The previous layout's program object (ELF), built once per checkout into
+/// `target/previous-layout/` (about a minute): the tree at
+/// [`PREVIOUS_LAYOUT_COMMIT`] by `git archive`, then its eBPF crate the way
+/// its `userspace/build.rs` built it.
+pub fn object() -> Result<Vec<u8>> {
+    let _one = BUILD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = workspace();
+    let out = root
+        .join("target/previous-layout")
+        .join(&PREVIOUS_LAYOUT_COMMIT[..12]);
+    let object = out.join("floodgate.bpf.o");
+    if !object.exists() {
+        build(&root, &out, &object)?;
+    }
+    std::fs::read(&object).with_context(|| format!("reading {}", object.display()))
+}
+
+fn build(root: &Path, out: &Path, object: &Path) -> Result<()> {
+    let src = out.join("src");
+    if src.exists() {
+        std::fs::remove_dir_all(&src)?;
+    }
+    std::fs::create_dir_all(&src)?;
+    // A shallow clone lacks the commit: fetch just it from the origin.
+    let have = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args([
+            "cat-file",
+            "-e",
+            &format!("{PREVIOUS_LAYOUT_COMMIT}^{{commit}}"),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        let _ = Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["fetch", "--depth=1", "origin", PREVIOUS_LAYOUT_COMMIT])
+            .status();
+    }
+    let archive = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["archive", "--format=tar", PREVIOUS_LAYOUT_COMMIT])
+        .output()
+        .context("running git archive")?;
+    ensure!(
+        archive.status.success(),
+        "git archive {PREVIOUS_LAYOUT_COMMIT} failed ({}); the upgrade tests need the \
+         repository's history (a full clone, not a shallow one): {}",
+        archive.status,
+        String::from_utf8_lossy(&archive.stderr)
+    );
+    let mut tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(&src)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running tar")?;
+    std::io::Write::write_all(tar.stdin.as_mut().context("tar's stdin")?, &archive.stdout)?;
+    ensure!(tar.wait()?.success(), "unpacking the previous tree failed");
+
+    // userspace/build.rs of that commit: the same flags, nightly, build-std.
+    let flags = [
+        "-Cdebuginfo=2".to_owned(),
+        "-Clink-arg=--btf".to_owned(),
+        "-Ctarget-cpu=v3".to_owned(),
+        format!("--cfg=bpf_target_arch=\"{}\"", std::env::consts::ARCH),
+    ];
+    let rustflags = OsString::from(flags.join("\x1f"));
+    let target_dir = out.join("target");
+    let mut cmd = Command::new("rustup");
+    cmd.args([
+        "run",
+        "nightly",
+        "cargo",
+        "build",
+        "--package",
+        "floodgate-ebpf",
+    ])
+    .args(["--bin", "floodgate-xdp", "--release"])
+    .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+    .arg("--target-dir")
+    .arg(&target_dir)
+    .current_dir(&src)
+    .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
+    for key in [
+        "RUSTC",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO",
+    ] {
+        cmd.env_remove(key);
+    }
+    let status = cmd.status().context("running the nightly eBPF build")?;
+    if !status.success() {
+        bail!("building the previous layout's program failed ({status}); run `cargo xtask setup`");
+    }
+    let built = target_dir.join("bpfel-unknown-none/release/floodgate-xdp");
+    let partial = object.with_extension("partial");
+    std::fs::copy(&built, &partial)?;
+    std::fs::rename(&partial, object)?;
+    std::fs::remove_dir_all(&src)?;
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Copying pinned state, map by map, from old maps into a new program's maps.
+//! Values whose layout changed are converted (`floodgate_common::previous`);
+//! the rest are copied as they are. When the new maps are smaller, the most
+//! recently seen sources and the latest-ending bans are the ones kept.
+
+use std::{os::fd::AsFd as _, path::Path};
+
+use aya::{
+    Pod,
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
+};
+use floodgate_common::{
+    AddrKey, Ban, BanKey, Counter, GlobalState, IfaceName, Settings, TrackState, maps,
+    previous::{GlobalStateV2, SettingsV2, TrackStateV2},
+};
+
+use crate::{
+    kernel::walk,
+    loader::{Floodgate, LoadError},
+};
+
+/// The value types of one layout version that a migration reads.
+pub trait Layout {
+    type Track: Pod + Into<TrackState>;
+    type Global: Pod + Into<GlobalState>;
+    type Settings: Pod;
+    fn user_ban_horizon(s: &Self::Settings) -> u64;
+}
+
+/// This binary's layout (a resize).
+pub struct Current;
+/// The previous layout version (an upgrade).
+pub struct Previous;
+
+impl Layout for Current {
+    type Track = TrackState;
+    type Global = GlobalState;
+    type Settings = Settings;
+    fn user_ban_horizon(s: &Settings) -> u64 {
+        s.user_ban_horizon_ns
+    }
+}
+
+impl Layout for Previous {
+    type Track = TrackStateV2;
+    type Global = GlobalStateV2;
+    type Settings = SettingsV2;
+    fn user_ban_horizon(s: &SettingsV2) -> u64 {
+        s.user_ban_horizon_ns
+    }
+}
+
+/// What a copy moved.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub sources: u64,
+    pub prefixes: u64,
+    pub bans: u64,
+    /// The old counters as copied (per entry, per CPU): what the old program
+    /// counts after this is added at the finish.
+    pub counters: Vec<Vec<Counter>>,
+}
+
+fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
+    move |source| LoadError::Map { name, source }
+}
+
+/// The old map `name`, pinned in `from`.
+fn old(from: &Path, name: &'static str) -> Result<MapData, LoadError> {
+    MapData::from_pin(from.join(name)).map_err(map_err(name))
+}
+
+fn io_err(name: &'static str) -> impl Fn(std::io::Error) -> LoadError {
+    move |e| {
+        map_err(name)(MapError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_map_lookup_batch",
+            io_error: e,
+        }))
+    }
+}
+
+pub fn copy_all<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<Copied, LoadError> {
+    let sources = copy_tracked::<L>(from, fg, maps::SOURCES)?;
+    let prefixes = copy_tracked::<L>(from, fg, maps::PREFIXES)?;
+    let (bans, latest) = copy_bans(from, fg)?;
+    let counters = copy_counters(from, fg)?;
+    copy_array::<u32>(from, fg, maps::IFINDEX_SLOTS)?;
+    copy_array::<IfaceName>(from, fg, maps::IFACE_NAMES)?;
+    let global: L::Global = first(from, maps::GLOBAL_STATE)?;
+    let mut m: Array<&mut MapData, GlobalState> = fg.typed_map(maps::GLOBAL_STATE)?;
+    m.set(0, global.into(), 0)
+        .map_err(map_err(maps::GLOBAL_STATE))?;
+    // Bans made from userspace stay enforced from the first settings write on
+    // (the program skips ban lookups past both horizons).
+    let settings: L::Settings = first(from, maps::SETTINGS)?;
+    fg.user_ban_horizon_ns = fg
+        .user_ban_horizon_ns
+        .max(L::user_ban_horizon(&settings))
+        .max(latest);
+    Ok(Copied {
+        sources,
+        prefixes,
+        bans,
+        counters,
+    })
+}
+
+/// Slot 0 of the old array `name`.
+fn first<T: Pod>(from: &Path, name: &'static str) -> Result<T, LoadError> {
+    let m: Array<MapData, T> =
+        Array::try_from(Map::Array(old(from, name)?)).map_err(map_err(name))?;
+    m.get(&0, 0).map_err(map_err(name))
+}
+
+/// `SOURCES` or `PREFIXES`, oldest activity first, so that when the new map
+/// is smaller its LRU keeps the most recently seen.
+fn copy_tracked<L: Layout>(
+    from: &Path,
+    fg: &mut Floodgate,
+    name: &'static str,
+) -> Result<u64, LoadError> {
+    let data = old(from, name)?;
+    let mut all: Vec<(AddrKey, TrackState)> = Vec::new();
+    walk::for_each_entry::<AddrKey, L::Track>(data.fd().as_fd(), |k, v| {
+        all.push((*k, (*v).into()));
+    })
+    .map_err(io_err(name))?;
+    all.sort_by_key(|(_, s)| s.last_seen_ns);
+    let mut m: HashMap<&mut MapData, AddrKey, TrackState> = fg.typed_map(name)?;
+    for (k, s) in &all {
+        m.insert(k, s, 0).map_err(map_err(name))?;
+    }
+    Ok(all.len() as u64)
+}
+
+/// Every ban, active or remembered for its offences, those ending last
+/// inserted last. Returns how many and the latest end.
+fn copy_bans(from: &Path, fg: &mut Floodgate) -> Result<(u64, u64), LoadError> {
+    let data = old(from, maps::BANS)?;
+    let mut all: Vec<(BanKey, Ban)> = Vec::new();
+    walk::for_each_entry::<BanKey, Ban>(data.fd().as_fd(), |k, b| all.push((*k, *b)))
+        .map_err(io_err(maps::BANS))?;
+    all.sort_by_key(|(_, b)| b.until_ns);
+    let latest = all.last().map_or(0, |(_, b)| b.until_ns);
+    let mut m: HashMap<&mut MapData, BanKey, Ban> = fg.typed_map(maps::BANS)?;
+    for (k, b) in &all {
+        m.insert(k, b, 0).map_err(map_err(maps::BANS))?;
+    }
+    Ok((all.len() as u64, latest))
+}
+
+/// Bans in the old map that the new one lacks or holds an earlier end for:
+/// those the old program made after the copy. Inserted through
+/// `insert_ban`, which raises the user ban horizon so the new program looks
+/// them up. Returns how many.
+pub fn sweep_bans(from: &Path, fg: &mut Floodgate) -> Result<u64, LoadError> {
+    let data = old(from, maps::BANS)?;
+    let mut late = Vec::new();
+    walk::for_each_entry::<BanKey, Ban>(data.fd().as_fd(), |k, b| late.push((*k, *b)))
+        .map_err(io_err(maps::BANS))?;
+    let mut n = 0;
+    for (k, b) in late {
+        if fg.ban(&k)?.is_none_or(|now| now.until_ns < b.until_ns) {
+            fg.insert_ban(&k, &b)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn old_counters(from: &Path) -> Result<PerCpuArray<MapData, Counter>, LoadError> {
+    let name = maps::COUNTERS;
+    PerCpuArray::try_from(Map::PerCpuArray(old(from, name)?)).map_err(map_err(name))
+}
+
+/// The per-CPU verdict × reason counters, entry by entry; returns what was
+/// copied.
+fn copy_counters(from: &Path, fg: &mut Floodgate) -> Result<Vec<Vec<Counter>>, LoadError> {
+    let name = maps::COUNTERS;
+    let old = old_counters(from)?;
+    let mut new: PerCpuArray<&mut MapData, Counter> = fg.typed_map(name)?;
+    let mut copied = Vec::new();
+    for i in 0..old.len().min(new.len()) {
+        let values = old.get(&i, 0).map_err(map_err(name))?;
+        copied.push(values.iter().copied().collect());
+        new.set(i, values, 0).map_err(map_err(name))?;
+    }
+    Ok(copied)
+}
+
+/// Adds to the new counters what the old program counted after
+/// [`copy_counters`], once it no longer runs. The new program counts into
+/// the same entries meanwhile (plain per-CPU adds that userspace cannot
+/// make atomic): a packet it counts between this read and write of an entry
+/// is lost, a window of microseconds.
+pub fn add_late_counters(
+    from: &Path,
+    fg: &mut Floodgate,
+    copied: &[Vec<Counter>],
+) -> Result<u64, LoadError> {
+    let name = maps::COUNTERS;
+    let old = old_counters(from)?;
+    let mut new: PerCpuArray<&mut MapData, Counter> = fg.typed_map(name)?;
+    let mut late = 0;
+    for (i, before) in (0u32..).zip(copied) {
+        let now = old.get(&i, 0).map_err(map_err(name))?;
+        let delta: Vec<Counter> = now
+            .iter()
+            .zip(before)
+            .map(|(n, b)| Counter {
+                packets: n.packets.saturating_sub(b.packets),
+                bytes: n.bytes.saturating_sub(b.bytes),
+            })
+            .collect();
+        if delta.iter().all(|d| d.packets == 0) {
+            continue;
+        }
+        let current = new.get(&i, 0).map_err(map_err(name))?;
+        let sum: Vec<Counter> = current
+            .iter()
+            .zip(&delta)
+            .map(|(c, d)| Counter {
+                packets: c.packets + d.packets,
+                bytes: c.bytes + d.bytes,
+            })
+            .collect();
+        late += delta.iter().map(|d| d.packets).sum::<u64>();
+        let values = aya::maps::PerCpuValues::try_from(sum).map_err(io_err(name))?;
+        new.set(i, values, 0).map_err(map_err(name))?;
+    }
+    Ok(late)
+}
+
+/// A plain array, entry by entry.
+fn copy_array<T: Pod>(
+    from: &Path,
+    fg: &mut Floodgate,
+    name: &'static str,
+) -> Result<(), LoadError> {
+    let old: Array<MapData, T> =
+        Array::try_from(Map::Array(old(from, name)?)).map_err(map_err(name))?;
+    let mut new: Array<&mut MapData, T> = fg.typed_map(name)?;
+    for i in 0..old.len().min(new.len()) {
+        let v = old.get(&i, 0).map_err(map_err(name))?;
+        new.set(i, v, 0).map_err(map_err(name))?;
+    }
+    Ok(())
+}

@@ -106,8 +106,9 @@ fn pinned_maps_of_another_layout_are_refused_not_misread() -> Result<()> {
         "{err}"
     );
     assert!(
-        err.to_string().contains("floodgate detach --pin-dir"),
-        "{err}"
+        err.to_string()
+            .contains(&format!("floodgate detach --pin-dir {}", dir.display())),
+        "names the pin dir detach takes: {err}"
     );
     remove_pins(&dir)?;
     Ok(())

@@ -51,7 +51,7 @@ pub enum LoadError {
         source: MapError,
     },
     #[error(
-        "pinned maps in {dir} have layout version {found}; this binary uses {expected} and \
+        "pinned maps in {dir}/maps have layout version {found}; this binary uses {expected} and \
          migrates only from {}; start the release that made them, or run `floodgate detach \
          --pin-dir {dir}` to remove the old state (counters and bans are lost) and start again",
         expected - 1

@@ -128,6 +128,52 @@ impl Runtime {
         out.into_iter().collect()
     }
 
+    /// Whether `net` is on the allow list, the config's entries being
+    /// `config` (what [`Runtime::allow`] lists, for one entry).
+    pub fn allows(&self, config: &[IpNet], net: &IpNet) -> bool {
+        self.allow_added.contains(net)
+            || (!self.allow_removed.contains(net) && config.contains(net))
+    }
+
+    /// `net`'s block entry (its end, if temporary), or None when it is not
+    /// blocked (what [`Runtime::block`] lists, for one entry).
+    pub fn blocks(&self, config: &[IpNet], net: &IpNet) -> Option<Option<u64>> {
+        match self.block_added.get(net) {
+            Some(until) => Some(*until),
+            None if !self.block_removed.contains(net) && config.contains(net) => Some(None),
+            None => None,
+        }
+    }
+
+    /// The CIDRs whose allow entry may differ between `self` and `other`.
+    pub fn allow_changes(&self, other: &Runtime) -> BTreeSet<IpNet> {
+        let added = self.allow_added.symmetric_difference(&other.allow_added);
+        let removed = self
+            .allow_removed
+            .symmetric_difference(&other.allow_removed);
+        added.chain(removed).copied().collect()
+    }
+
+    /// The CIDRs whose block entry may differ between `self` and `other`.
+    pub fn block_changes(&self, other: &Runtime) -> BTreeSet<IpNet> {
+        let added = self
+            .block_added
+            .iter()
+            .filter(|(c, u)| other.block_added.get(c) != Some(u))
+            .chain(
+                other
+                    .block_added
+                    .iter()
+                    .filter(|(c, _)| !self.block_added.contains_key(c)),
+            )
+            .map(|(c, _)| *c);
+        let removed = self
+            .block_removed
+            .symmetric_difference(&other.block_removed)
+            .copied();
+        added.chain(removed).collect()
+    }
+
     /// The block list with each entry's end (Unix seconds) if temporary.
     pub fn block(&self, config: &[IpNet]) -> Vec<(IpNet, &'static str, Option<u64>)> {
         let mut out: BTreeMap<IpNet, (&'static str, Option<u64>)> = config
@@ -178,6 +224,72 @@ mod tests {
             vec![(net("198.19.1.0/24"), "runtime", None)]
         );
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// Runtime states over a few CIDRs, two of them in the config.
+    fn states() -> Vec<Runtime> {
+        let nets = [
+            net("198.18.0.0/24"),
+            net("198.18.1.0/24"),
+            net("198.18.2.0/24"),
+        ];
+        let mut out = Vec::new();
+        // Each CIDR: absent, added, removed (allow); absent, added, added
+        // until 100, removed (block).
+        for code in 0..(3u32.pow(3) * 4u32.pow(3)) {
+            let (mut a, mut b) = (code % 27, code / 27);
+            let mut rt = Runtime::default();
+            for n in nets {
+                match a % 3 {
+                    1 => drop(rt.allow_added.insert(n)),
+                    2 => drop(rt.allow_removed.insert(n)),
+                    _ => {}
+                }
+                match b % 4 {
+                    1 => drop(rt.block_added.insert(n, None)),
+                    2 => drop(rt.block_added.insert(n, Some(100))),
+                    3 => drop(rt.block_removed.insert(n)),
+                    _ => {}
+                }
+                (a, b) = (a / 3, b / 4);
+            }
+            out.push(rt);
+        }
+        out
+    }
+
+    /// What a CLI change patches is what the whole lists say: every CIDR
+    /// whose entry differs between two states is among the changes, and its
+    /// entry is the one the whole list holds.
+    #[test]
+    fn the_changed_entries_are_exactly_where_the_lists_differ() {
+        let config = [net("198.18.0.0/24"), net("198.18.1.0/24")];
+        let universe = [
+            net("198.18.0.0/24"),
+            net("198.18.1.0/24"),
+            net("198.18.2.0/24"),
+        ];
+        let states = states();
+        for (i, a) in states.iter().enumerate().step_by(7) {
+            for b in states.iter().skip(i % 5).step_by(11) {
+                let (allow_a, allow_b) = (a.allow(&config), b.allow(&config));
+                let (block_a, block_b) = (a.block(&config), b.block(&config));
+                for n in universe {
+                    let on = |l: &[(IpNet, &str)]| l.iter().any(|(c, _)| *c == n);
+                    assert_eq!(b.allows(&config, &n), on(&allow_b), "{b:?} {n}");
+                    if on(&allow_a) != on(&allow_b) {
+                        assert!(a.allow_changes(b).contains(&n), "{a:?} → {b:?} {n}");
+                    }
+                    let entry = |l: &[(IpNet, &str, Option<u64>)]| {
+                        l.iter().find(|(c, _, _)| *c == n).map(|(_, _, u)| *u)
+                    };
+                    assert_eq!(b.blocks(&config, &n), entry(&block_b), "{b:?} {n}");
+                    if entry(&block_a) != entry(&block_b) {
+                        assert!(a.block_changes(b).contains(&n), "{a:?} → {b:?} {n}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -61,7 +61,8 @@ pub fn inspect(dir: &Path, wanted: &Capacity) -> Result<Pinned, LoadError> {
     };
     if found != LAYOUT_VERSION && found != PREVIOUS_LAYOUT_VERSION {
         return Err(LoadError::LayoutMismatch {
-            dir: dir.to_owned(),
+            // The pin dir, which `floodgate detach --pin-dir` takes.
+            dir: dir.parent().unwrap_or(dir).to_owned(),
             found,
             expected: LAYOUT_VERSION,
         });

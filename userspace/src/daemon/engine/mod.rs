@@ -83,11 +83,12 @@ impl Engine {
     /// Periodic work: ends temporary blocks, reports suppressed log lines.
     pub fn tick(&mut self) {
         self.report_suppressed();
+        let before = self.runtime.clone();
         if self.runtime.expire(unix_now()) {
             if let Err(e) = self.runtime.save(&self.state_dir) {
                 warn!(error = %e, "saving runtime state");
             }
-            if let Err(e) = self.apply() {
+            if let Err(e) = self.apply_runtime(&before) {
                 warn!(error = %e, "removing expired blocks");
             }
         }

@@ -57,8 +57,6 @@ impl Engine {
     /// previous policies, so a CIDR the new config drops reads its old policy
     /// until it is removed; no slot any rule points at is ever cleared.
     pub(super) fn apply_to(&mut self, base: u32) -> Result<(), DaemonError> {
-        let now_mono = monotonic_ns();
-        let now_unix = unix_now();
         self.fg.sync_ports(&self.compiled.ports)?;
         let policies = self.compiled.policies.clone();
         self.fg.write_policies_at(base, &policies)?;
@@ -69,25 +67,9 @@ impl Engine {
             .map(|(n, slot)| (lpm_key(n), *slot + base))
             .collect();
         self.fg.sync_rules(&rules)?;
-        let block: Vec<_> = self
-            .runtime
-            .block(&self.compiled.block)
-            .into_iter()
-            .map(|(net, _, until)| {
-                let expires_ns = until.map_or(0, |u| {
-                    now_mono.saturating_add(u.saturating_sub(now_unix).saturating_mul(SECOND))
-                });
-                (lpm_key(&net), BlockEntry { expires_ns })
-            })
-            .collect();
-        self.fg.sync_block(&block)?;
-        let allow: Vec<_> = self
-            .runtime
-            .allow(&self.compiled.allow)
-            .into_iter()
-            .map(|(net, _)| lpm_key(&net))
-            .collect();
-        self.fg.sync_allow(&allow)?;
+        let (now_mono, now_unix) = (monotonic_ns(), unix_now());
+        self.sync_block(now_mono, now_unix)?;
+        self.sync_allow()?;
         let mut settings = self.settings();
         settings.default_policy = base;
         self.fg.write_settings(&settings)?;
@@ -99,29 +81,80 @@ impl Engine {
     /// the maps and persisted, or neither. On a failure the maps and the file
     /// keep `before`.
     pub(super) fn commit(&mut self, before: Runtime) -> Result<(), DaemonError> {
-        let live = self.live_policies;
-        let result = match self.apply() {
-            // Applied but not saved: put the old state in the other half.
+        let after = self.runtime.clone();
+        let result = match self.apply_runtime(&before) {
             Ok(()) => self
                 .runtime
                 .save(&self.state_dir)
-                .map_err(|e| (e.into(), false)),
-            // Not applied: the live half still holds the old state; re-point
-            // what moved.
-            Err(e) => Err((e, true)),
+                .map_err(DaemonError::from),
+            Err(e) => Err(e),
         };
-        if let Err((e, into_live)) = result {
+        if let Err(e) = result {
             self.runtime = before;
-            let restored = if into_live {
-                self.apply_to(live)
-            } else {
-                self.apply()
-            };
-            if let Err(again) = restored {
+            if let Err(again) = self.apply_runtime(&after) {
                 error!(error = %again, "restoring the maps after a failed change");
             }
             return Err(e);
         }
+        Ok(())
+    }
+
+    /// Writes what a CLI change made differ between `from` and the runtime
+    /// state: the allow and block entries that changed, then the settings
+    /// (mode). The policies and rules stay where they are: a change of one
+    /// CIDR writes one trie entry, whatever the lists and rules hold. Falls
+    /// back to syncing a whole list when what its trie holds is not known.
+    pub(super) fn apply_runtime(&mut self, from: &Runtime) -> Result<(), DaemonError> {
+        let (now_mono, now_unix) = (monotonic_ns(), unix_now());
+        let block: Vec<_> = from
+            .block_changes(&self.runtime)
+            .iter()
+            .map(|net| {
+                let entry = self
+                    .runtime
+                    .blocks(&self.compiled.block, net)
+                    .map(|until| block_entry(until, now_mono, now_unix));
+                (lpm_key(net), entry)
+            })
+            .collect();
+        if !self.fg.patch_block(&block)? {
+            self.sync_block(now_mono, now_unix)?;
+        }
+        let allow: Vec<_> = from
+            .allow_changes(&self.runtime)
+            .iter()
+            .map(|net| (lpm_key(net), self.runtime.allows(&self.compiled.allow, net)))
+            .collect();
+        if !self.fg.patch_allow(&allow)? {
+            self.sync_allow()?;
+        }
+        let mut settings = self.settings();
+        settings.default_policy = self.live_policies;
+        self.fg.write_settings(&settings)?;
+        Ok(())
+    }
+
+    /// Writes the whole block list (config and runtime) into its trie.
+    fn sync_block(&mut self, now_mono: u64, now_unix: u64) -> Result<(), DaemonError> {
+        let block: Vec<_> = self
+            .runtime
+            .block(&self.compiled.block)
+            .into_iter()
+            .map(|(net, _, until)| (lpm_key(&net), block_entry(until, now_mono, now_unix)))
+            .collect();
+        self.fg.sync_block(&block)?;
+        Ok(())
+    }
+
+    /// Writes the whole allow list (config and runtime) into its trie.
+    fn sync_allow(&mut self) -> Result<(), DaemonError> {
+        let allow: Vec<_> = self
+            .runtime
+            .allow(&self.compiled.allow)
+            .into_iter()
+            .map(|(net, _)| lpm_key(&net))
+            .collect();
+        self.fg.sync_allow(&allow)?;
         Ok(())
     }
 
@@ -180,4 +213,13 @@ impl Engine {
             |p| p.display().to_string(),
         )
     }
+}
+
+/// A block entry ending at `until` (Unix seconds; None: never), on the
+/// program's monotonic clock.
+fn block_entry(until: Option<u64>, now_mono: u64, now_unix: u64) -> BlockEntry {
+    let expires_ns = until.map_or(0, |u| {
+        now_mono.saturating_add(u.saturating_sub(now_unix).saturating_mul(SECOND))
+    });
+    BlockEntry { expires_ns }
 }

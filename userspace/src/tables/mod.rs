@@ -1,8 +1,10 @@
 //! Typed reads and writes of the program's maps.
 
+mod tries;
+
 use std::{collections::BTreeMap, net::IpAddr};
 
-use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key as LpmKey};
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
 use floodgate_common::{
     AddrKey, Ban, BanKey, BlockEntry, COUNTER_ENTRIES, Counter, GlobalState, IFACE_SLOTS,
     IfaceName, MAX_IFINDEX, Policy, PortKey, SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK,
@@ -131,74 +133,6 @@ impl Floodgate {
         self.write_policies_at(from, &cleared)
     }
 
-    /// Makes the trie `name` hold exactly `wanted`, adding new entries before
-    /// removing stale ones so a CIDR moving between values is never absent.
-    /// Only the difference from `shadow` (what the trie held after the last
-    /// sync) is written; without one the trie is read once to learn it.
-    /// Returns what the trie holds now; on an error the caller forgets it.
-    fn sync_trie<V: aya::Pod + PartialEq>(
-        &mut self,
-        name: &'static str,
-        wanted: &[(Cidr, V)],
-        shadow: Option<BTreeMap<Cidr, V>>,
-    ) -> Result<BTreeMap<Cidr, V>, LoadError> {
-        let held = match shadow {
-            Some(held) => held,
-            None => self.trie_entries::<V>(name)?.into_iter().collect(),
-        };
-        let mut trie: LpmTrie<_, [u8; 16], V> = self.typed_map(name)?;
-        let now: BTreeMap<Cidr, V> = wanted.iter().copied().collect();
-        for ((plen, addr), value) in &now {
-            if held.get(&(*plen, *addr)) != Some(value) {
-                let key = LpmKey::new(*plen, *addr);
-                trie.insert(&key, value, 0).map_err(map_err(name))?;
-            }
-        }
-        for stale in held.keys().filter(|k| !now.contains_key(*k)) {
-            ignore_missing(trie.remove(&LpmKey::new(stale.0, stale.1))).map_err(map_err(name))?;
-        }
-        Ok(now)
-    }
-
-    pub fn sync_rules(&mut self, rules: &[(Cidr, u32)]) -> Result<(), LoadError> {
-        let shadow = self.written.rules.take();
-        self.written.rules =
-            Some(self.sync_flagged(maps::RULES, SETTINGS_HAS_RULES, rules, shadow)?);
-        Ok(())
-    }
-
-    pub fn sync_allow(&mut self, allow: &[Cidr]) -> Result<(), LoadError> {
-        let wanted: Vec<_> = allow.iter().map(|c| (*c, 1u32)).collect();
-        let shadow = self.written.allow.take();
-        self.written.allow =
-            Some(self.sync_flagged(maps::ALLOW, SETTINGS_HAS_ALLOW, &wanted, shadow)?);
-        Ok(())
-    }
-
-    pub fn sync_block(&mut self, block: &[(Cidr, BlockEntry)]) -> Result<(), LoadError> {
-        let shadow = self.written.block.take();
-        self.written.block =
-            Some(self.sync_flagged(maps::BLOCK, SETTINGS_HAS_BLOCK, block, shadow)?);
-        Ok(())
-    }
-
-    fn sync_flagged<V: aya::Pod + PartialEq>(
-        &mut self,
-        name: &'static str,
-        flag: u32,
-        wanted: &[(Cidr, V)],
-        shadow: Option<BTreeMap<Cidr, V>>,
-    ) -> Result<BTreeMap<Cidr, V>, LoadError> {
-        if wanted.is_empty() {
-            self.set_list_flag(flag, false)?;
-        }
-        let held = self.sync_trie(name, wanted, shadow)?;
-        if !wanted.is_empty() {
-            self.set_list_flag(flag, true)?;
-        }
-        Ok(held)
-    }
-
     pub fn sync_ports(&mut self, ports: &[PortKey]) -> Result<(), LoadError> {
         let mut m: HashMap<_, PortKey, u32> = self.typed_map(maps::PORTS)?;
         let existing: Vec<PortKey> = m.keys().filter_map(Result::ok).collect();
@@ -209,20 +143,6 @@ impl Floodgate {
             ignore_missing(m.remove(p)).map_err(map_err(maps::PORTS))?;
         }
         Ok(())
-    }
-
-    /// Entries of a trie as (mapped prefix length, address bytes, value).
-    pub fn trie_entries<V: aya::Pod>(
-        &self,
-        name: &'static str,
-    ) -> Result<Vec<(Cidr, V)>, LoadError> {
-        let trie: LpmTrie<&MapData, [u8; 16], V> = self.typed_map_ref(name)?;
-        let mut out = Vec::new();
-        for item in trie.iter() {
-            let (k, v) = item.map_err(map_err(name))?;
-            out.push(((k.prefix_len(), k.data()), v));
-        }
-        Ok(out)
     }
 
     /// The counters summed over CPUs, indexed like `COUNTERS`: one block of

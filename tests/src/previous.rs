@@ -24,26 +24,31 @@ fn workspace() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The previous layout's program object (ELF), built once per checkout into
-/// `target/previous-layout/` (about a minute): the tree at
-/// [`PREVIOUS_LAYOUT_COMMIT`] by `git archive`, then its eBPF crate the way
-/// its `userspace/build.rs` built it.
+/// The previous layout's program object (ELF): [`object_at`]
+/// [`PREVIOUS_LAYOUT_COMMIT`].
 pub fn object() -> Result<Vec<u8>> {
+    object_at(PREVIOUS_LAYOUT_COMMIT)
+}
+
+/// The program object (ELF) of `commit`, built once per checkout into
+/// `target/previous-layout/` (about a minute): the tree at `commit` by `git
+/// archive`, then its eBPF crate the way its `userspace/build.rs` built it.
+pub fn object_at(commit: &str) -> Result<Vec<u8>> {
     let _one = BUILD
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = workspace();
     let out = root
         .join("target/previous-layout")
-        .join(&PREVIOUS_LAYOUT_COMMIT[..12]);
+        .join(commit.get(..12).unwrap_or(commit));
     let object = out.join("floodgate.bpf.o");
     if !object.exists() {
-        build(&root, &out, &object)?;
+        build(&root, commit, &out, &object)?;
     }
     std::fs::read(&object).with_context(|| format!("reading {}", object.display()))
 }
 
-fn build(root: &Path, out: &Path, object: &Path) -> Result<()> {
+fn build(root: &Path, commit: &str, out: &Path, object: &Path) -> Result<()> {
     let src = out.join("src");
     if src.exists() {
         std::fs::remove_dir_all(&src)?;
@@ -53,29 +58,25 @@ fn build(root: &Path, out: &Path, object: &Path) -> Result<()> {
     let have = Command::new("git")
         .arg("-C")
         .arg(root)
-        .args([
-            "cat-file",
-            "-e",
-            &format!("{PREVIOUS_LAYOUT_COMMIT}^{{commit}}"),
-        ])
+        .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
         .status()
         .is_ok_and(|s| s.success());
     if !have {
         let _ = Command::new("git")
             .arg("-C")
             .arg(root)
-            .args(["fetch", "--depth=1", "origin", PREVIOUS_LAYOUT_COMMIT])
+            .args(["fetch", "--depth=1", "origin", commit])
             .status();
     }
     let archive = Command::new("git")
         .arg("-C")
         .arg(root)
-        .args(["archive", "--format=tar", PREVIOUS_LAYOUT_COMMIT])
+        .args(["archive", "--format=tar", commit])
         .output()
         .context("running git archive")?;
     ensure!(
         archive.status.success(),
-        "git archive {PREVIOUS_LAYOUT_COMMIT} failed ({}); the upgrade tests need the \
+        "git archive {commit} failed ({}); building an earlier program needs the \
          repository's history (a full clone, not a shallow one): {}",
         archive.status,
         String::from_utf8_lossy(&archive.stderr)

@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use crate::util;
 
-pub fn run(quick: bool, walks: bool) -> Result<()> {
+pub fn run(quick: bool, walks: bool, before: bool) -> Result<()> {
     // The bench drives the real daemon too (`floodgate-cli`): build every binary
     // of the crate, then run the bench itself.
     util::run(util::cargo().args([
@@ -20,6 +20,9 @@ pub fn run(quick: bool, walks: bool) -> Result<()> {
     }
     if walks {
         cmd.arg("--walks");
+    }
+    if before {
+        cmd.arg("--before");
     }
     util::run(&mut cmd)
 }

@@ -53,6 +53,10 @@ enum Task {
         /// over a million tracked sources, printed as JSON.
         #[arg(long)]
         walks: bool,
+        /// Only each path against the program before the data-plane trust
+        /// work (#11), alternately in one run, printed as JSON.
+        #[arg(long)]
+        before: bool,
     },
     /// Install the release binary, systemd unit, default config, completions and man page.
     Install {
@@ -104,7 +108,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::Demo { all } => demo::run(if all { &["--all"] } else { &[] }),
-        Task::Bench { quick, walks } => bench::run(quick, walks),
+        Task::Bench {
+            quick,
+            walks,
+            before,
+        } => bench::run(quick, walks, before),
         Task::Install {
             prefix,
             root,

@@ -18,7 +18,7 @@ use crate::Plan;
 
 /// Median average ns/packet of `runs` test runs of `repeat` packets, and the
 /// verdict of the last packet.
-fn once(prog: &Xdp, frame: &[u8], plan: &Plan) -> Result<(f64, u32)> {
+pub fn once(prog: &Xdp, frame: &[u8], plan: &Plan) -> Result<(f64, u32)> {
     let r = prog.test_run(TestRunOptions {
         data_in: Some(frame),
         repeat: plan.repeat,
@@ -27,7 +27,7 @@ fn once(prog: &Xdp, frame: &[u8], plan: &Plan) -> Result<(f64, u32)> {
     Ok((r.duration.as_nanos() as f64, r.return_value))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -56,7 +56,7 @@ fn bench_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a Xdp> {
     Ok(prog)
 }
 
-const SECOND: u64 = 1_000_000_000;
+pub const SECOND: u64 = 1_000_000_000;
 
 pub fn run(plan: &Plan) -> Result<Value> {
     let frame = Frame::udp(ip("198.18.7.7"), 80).build();
@@ -76,20 +76,7 @@ pub fn run(plan: &Plan) -> Result<Value> {
         json!({"path": "bare XDP_DROP", "ns": floor, "above_floor_ns": 0.0, "verdict": "drop"}),
         json!({"path": "parse + drop", "ns": parse, "above_floor_ns": parse_above, "verdict": "drop"}),
     ];
-    let open = Policy {
-        packets: per_sec(1_000_000_000, 1_000_000_000),
-        bytes: Rate::new(1 << 40, SECOND, 1 << 40),
-        syn: per_sec(1_000_000_000, 1_000_000_000),
-        quota: Quota::new(floodgate_common::quota::MAX_QUOTA, 86_400 * SECOND),
-        prefix_packets: per_sec(1_000_000_000, 1_000_000_000),
-        prefix_syn: per_sec(1_000_000_000, 1_000_000_000),
-        prefix_quota: Quota::new(floodgate_common::quota::MAX_QUOTA, 86_400 * SECOND),
-        ..Policy::default()
-    };
-    let limited = Policy {
-        packets: per_sec(1, 1),
-        ..open
-    };
+    let (open, limited) = policies();
     type Setup = fn(&mut Dut, &Policy, &Policy) -> Result<Vec<u8>>;
     let paths: [(&str, u32, Setup); 6] = [
         ("allow-listed pass", XDP_PASS, |d, open, _| {
@@ -165,6 +152,36 @@ pub fn run(plan: &Plan) -> Result<Value> {
     }
     rows.push(scale(plan, &limited, floor_prog)?);
     Ok(Value::Array(rows))
+}
+
+/// The bench's two policies: every limit on and far away (`open`), and a
+/// packet rate of 1/s (`limited`).
+pub fn policies() -> (Policy, Policy) {
+    let open = Policy {
+        packets: per_sec(1_000_000_000, 1_000_000_000),
+        bytes: Rate::new(1 << 40, SECOND, 1 << 40),
+        syn: per_sec(1_000_000_000, 1_000_000_000),
+        quota: Quota::new(floodgate_common::quota::MAX_QUOTA, 86_400 * SECOND),
+        prefix_packets: per_sec(1_000_000_000, 1_000_000_000),
+        prefix_syn: per_sec(1_000_000_000, 1_000_000_000),
+        prefix_quota: Quota::new(floodgate_common::quota::MAX_QUOTA, 86_400 * SECOND),
+        ..Policy::default()
+    };
+    let limited = Policy {
+        packets: per_sec(1, 1),
+        ..open
+    };
+    (open, limited)
+}
+
+/// Issue #11's comparison with the program before it (`before.rs`).
+pub fn before(plan: &Plan) -> Result<Value> {
+    let mut bench =
+        Ebpf::load(floodgate::object::BENCH_OBJECT).context("loading the benchmark programs")?;
+    bench_program(&mut bench, "xdp_drop")?;
+    let floor: &Xdp = bench.program("xdp_drop").context("xdp_drop")?.try_into()?;
+    let (open, limited) = policies();
+    crate::before::run(plan, floor, &open, &limited)
 }
 
 /// The rate-limited drop path with 100 000 allow and 100 000 block CIDRs and

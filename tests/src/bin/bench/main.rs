@@ -6,6 +6,7 @@
 //! this machine's speed drifts). Prints a markdown table and writes
 //! `target/bench/latest.json`.
 
+mod before;
 mod control;
 mod filters;
 mod kernel;
@@ -28,16 +29,8 @@ pub struct Plan {
     pub rounds_many: usize,
 }
 
-fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
-    // `--walks`: only the control-plane walks, printed as JSON (a quick check
-    // of `top` and scrape delays without the minutes of the whole bench).
-    if std::env::args().any(|a| a == "--walks") {
-        floodgate_tests::lab::require_root()?;
-        println!("{}", serde_json::to_string_pretty(&walks::run(quick)?)?);
-        return Ok(());
-    }
-    let plan = if quick {
+fn plan(quick: bool) -> Plan {
+    if quick {
         Plan {
             repeat: 1_000_000,
             runs: 3,
@@ -53,7 +46,25 @@ fn main() -> Result<()> {
             rounds_one: 5,
             rounds_many: 3,
         }
-    };
+    }
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    // `--walks`: only the control-plane walks, printed as JSON (a quick check
+    // of `top` and scrape delays without the minutes of the whole bench).
+    if std::env::args().any(|a| a == "--walks") {
+        floodgate_tests::lab::require_root()?;
+        println!("{}", serde_json::to_string_pretty(&walks::run(quick)?)?);
+        return Ok(());
+    }
+    let plan = plan(quick);
+    // `--before`: only issue #11's comparison with the program before it.
+    if std::env::args().any(|a| a == "--before") {
+        floodgate_tests::lab::require_root()?;
+        println!("{}", serde_json::to_string_pretty(&kernel::before(&plan)?)?);
+        return Ok(());
+    }
     floodgate_tests::lab::require_root()?;
     let started = std::time::Instant::now();
     eprintln!(
@@ -61,6 +72,11 @@ fn main() -> Result<()> {
         plan.repeat, plan.runs
     );
     let kernel = kernel::run(&plan)?;
+    eprintln!(
+        "bench: each path against the program before #11 ({})",
+        before::BEFORE
+    );
+    let before = kernel::before(&plan)?;
     eprintln!("bench: live drop rate on veth");
     let live = live::run(&plan)?;
     eprintln!("bench: the daemon under a flood, reloading 100 000 CIDRs");
@@ -82,6 +98,7 @@ fn main() -> Result<()> {
             "frame_bytes": 60,
         },
         "kernel": kernel,
+        "before": before,
         "live": live.rows,
         "over_capacity": live.over_capacity,
         "maps_memory_bytes": live.map_memory,

@@ -10,9 +10,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-/// The last commit whose program has layout version 2
+/// The last commit whose program has the previous layout version, 3
 /// (`floodgate_common::previous::PREVIOUS_LAYOUT_VERSION`).
-pub const PREVIOUS_LAYOUT_COMMIT: &str = "32c3cc38b50a38f3e53bbb528c1f5306187cab48";
+pub const PREVIOUS_LAYOUT_COMMIT: &str = "e75cc925749d30a5e63c212cef9e0286cb88056f";
 
 /// One build at a time within a test binary.
 static BUILD: Mutex<()> = Mutex::new(());

@@ -62,6 +62,8 @@ fn the_33rd_offence_stays_at_the_cap() -> Result<()> {
             banned_at_ns: 0,
             offenses: MAX_OFFENSES,
             reason: Reason::RatePackets as u32,
+            packets: 0,
+            bytes: 0,
         },
     )?;
     let f = Frame::udp(src, 80).build();
@@ -170,6 +172,17 @@ fn banned_packets_count_toward_their_prefix() -> Result<()> {
         .expect("the /24 is tracked")
         .1;
     assert_eq!((prefix.packets, prefix.drops), (5, 4));
+    // The source's share of the banned packets is on its ban (layout 4: one
+    // lookup per banned packet), and `top` adds it back to the source.
+    let ban = dut
+        .fg
+        .ban(&BanKey::source(mapped(src)))?
+        .expect("the source is banned");
+    assert_eq!((ban.packets, ban.bytes), (3, 3 * f.len() as u64), "{ban:?}");
+    let reader = floodgate::daemon::reader::Reader::new(&dut.fg)?;
+    let rows = reader.top(1, floodgate::control::proto::TopBy::Drops, false, (24, 64))?;
+    assert_eq!(rows[0].target, src.to_string());
+    assert_eq!((rows[0].packets, rows[0].drops), (5, 4), "{rows:?}");
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! by the previous layout's real program (built from git history,
 //! `floodgate_tests::previous`); the daemon of this tree migrates them while a
 //! banned source floods. On the daemon before this change the start was
-//! refused ("pinned maps … have layout version 2, this binary uses 3; run
+//! refused ("pinned maps … have layout version N, this binary uses N+1; run
 //! `floodgate detach`"): an unfiltered gap on every such release.
 
 use std::{
@@ -20,8 +20,9 @@ use aya::{
 };
 use floodgate::{addr::mapped, loader::Capacity};
 use floodgate_common::{
-    AddrKey, Ban, BanKey, LAYOUT_VERSION, Meta, PROGRAM_NAME, Reason, SETTINGS_READY, maps,
-    previous::{PREVIOUS_LAYOUT_VERSION, SettingsV2, TrackStateV2},
+    AddrKey, BanKey, LAYOUT_VERSION, Meta, PROGRAM_NAME, Reason, SETTINGS_READY, Settings,
+    TrackState, maps,
+    previous::{BanV3, PREVIOUS_LAYOUT_VERSION},
 };
 use floodgate_tests::{
     daemon::{DaemonLab, LIMITED, burst_through, n, to_crawler_side},
@@ -85,9 +86,9 @@ fn pin_previous_layout(d: &DaemonLab, cap: Capacity) -> Result<()> {
             },
             0,
         )?;
-        let mut bans: HashMap<&mut MapData, BanKey, Ban> =
+        let mut bans: HashMap<&mut MapData, BanKey, BanV3> =
             HashMap::try_from(ebpf.map_mut(maps::BANS).context("BANS")?)?;
-        let ban = Ban {
+        let ban = BanV3 {
             until_ns: now + HOUR_NS,
             duration_ns: HOUR_NS,
             banned_at_ns: now,
@@ -95,14 +96,14 @@ fn pin_previous_layout(d: &DaemonLab, cap: Capacity) -> Result<()> {
             reason: Reason::RatePackets as u32,
         };
         bans.insert(BanKey::source(mapped(BANNED.parse()?)), ban, 0)?;
-        let mut sources: HashMap<&mut MapData, AddrKey, TrackStateV2> =
+        let mut sources: HashMap<&mut MapData, AddrKey, TrackState> =
             HashMap::try_from(ebpf.map_mut(maps::SOURCES).context("SOURCES")?)?;
-        let quiet = TrackStateV2 {
+        let quiet = TrackState {
             packets: QUIET_PACKETS,
             bytes: 64 * QUIET_PACKETS,
             first_seen_ns: now - 1,
             last_seen_ns: now,
-            ..TrackStateV2::default()
+            ..TrackState::default()
         };
         sources.insert(
             AddrKey {
@@ -112,15 +113,15 @@ fn pin_previous_layout(d: &DaemonLab, cap: Capacity) -> Result<()> {
             0,
         )?;
         // Written last, as the old daemon did: READY turns enforcement on.
-        let mut settings: Array<&mut MapData, SettingsV2> =
+        let mut settings: Array<&mut MapData, Settings> =
             Array::try_from(ebpf.map_mut(maps::SETTINGS).context("SETTINGS")?)?;
-        let s = SettingsV2 {
+        let s = Settings {
             flags: SETTINGS_READY,
             prefix_v4: 24,
             prefix_v6: 48,
             ban_factor: 2,
             user_ban_horizon_ns: now + HOUR_NS,
-            ..SettingsV2::default()
+            ..Settings::default()
         };
         settings.set(0, s, 0)?;
         let program: &mut Xdp = ebpf
@@ -218,7 +219,12 @@ fn an_upgrade_from_the_previous_layout_keeps_filtering_and_every_ban() -> Result
     assert!(!d.pin_dir().join("maps-next").exists());
     assert!(!d.pin_dir().join("maps-old").exists());
     let log = d.daemon_log();
-    assert!(log.contains("layout version 2 to 3"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "layout version {PREVIOUS_LAYOUT_VERSION} to {LAYOUT_VERSION}"
+        )),
+        "{log}"
+    );
 
     // The ban, with its end and offences; enforced by the new program.
     let bans = d.json(&["bans", "list"])?;

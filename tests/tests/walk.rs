@@ -74,6 +74,8 @@ fn filled() -> Result<Dut> {
             banned_at_ns: now,
             offenses: 1,
             reason: Reason::Banned as u32,
+            packets: 0,
+            bytes: 0,
         };
         bans.insert(key, ban, 0)?;
     }
@@ -126,6 +128,8 @@ fn batched_walks_read_what_the_per_key_walk_reads() -> Result<()> {
             banned_at_ns: now,
             offenses: 2,
             reason: Reason::Banned as u32,
+            packets: 0,
+            bytes: 0,
         },
     )?;
     let rows = reader.top(5, TopBy::Packets, false, (24, 48))?;

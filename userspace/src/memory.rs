@@ -288,8 +288,8 @@ mod tests {
         assert_eq!(cost(&e, maps::SOURCES), 184 * (1 << 20));
         assert_eq!(cost(&e, maps::SOURCES), 184 * MIB);
         assert_eq!(cost(&e, maps::PREFIXES), 184 * MIB);
-        // Bans: 48 + 24 key + 32 value, plus the bucket.
-        assert_eq!(cost(&e, maps::BANS), (48 + 24 + 32 + 16) * (1 << 20));
+        // Bans: 48 + 24 key + 48 value (with its counters), plus the bucket.
+        assert_eq!(cost(&e, maps::BANS), (48 + 24 + 48 + 16) * (1 << 20));
     }
 
     #[test]
@@ -308,7 +308,7 @@ mod tests {
         let hashes = e.of(&[maps::SOURCES, maps::PREFIXES, maps::BANS]);
         assert_eq!(
             hashes,
-            2 * (168_000_000 + 16_777_216) + 104_000_000 + 16_777_216
+            2 * (168_000_000 + 16_777_216) + 120_000_000 + 16_777_216
         );
         // Each trie entry: a 64-byte leaf (40 + 16 + value, rounded) and at
         // most one 56-byte intermediate node.

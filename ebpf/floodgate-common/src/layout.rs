@@ -257,6 +257,13 @@ pub struct Ban {
     pub offenses: u32,
     /// The [`crate::Reason`] that triggered the ban.
     pub reason: u32,
+    /// Packets and bytes this ban decided (dropped, or would-dropped for a
+    /// would-ban), carried over when the key is banned again. The banned key's
+    /// own statistics: a packet banned by its source's ban counts here and on
+    /// its prefix's tracked entry, one banned by its prefix's ban here and on
+    /// its source's entry — one lookup fewer than counting on both entries.
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// Value of the `BLOCK` trie. `expires_ns == 0`: permanent.
@@ -431,7 +438,7 @@ mod tests {
         assert_eq!(size_of::<Settings>(), 16 + 24 + 32 + 8 + 16 + 8);
         assert_eq!(size_of::<QuotaState>(), 40);
         assert_eq!(size_of::<TrackState>(), 104);
-        assert_eq!(size_of::<Ban>(), 32);
+        assert_eq!(size_of::<Ban>(), 48);
         assert_eq!(size_of::<Event>(), 8 + 16 + 8 + 24);
         assert_eq!(size_of::<Meta>(), 16);
         assert_eq!(size_of::<IfaceName>(), 24);

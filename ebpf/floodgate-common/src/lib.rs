@@ -31,7 +31,8 @@ pub use reason::{
 /// 3: `TrackState` holds a sliding-window quota (`QuotaState`); eviction
 /// pressure is a turnover meter (`Settings::pressure_*`, `GlobalState::pressure_meter`);
 /// `POLICIES` is double-buffered (`Settings::default_policy`).
-pub const LAYOUT_VERSION: u32 = 3;
+/// 4: `Ban` counts the packets and bytes it decided (`Ban::packets`, `bytes`).
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Map names, shared so userspace and the program cannot disagree.
 pub mod maps {

@@ -14,16 +14,36 @@ use crate::{
     maps::{BANS, EVENTS, SETTINGS},
 };
 
-/// The ban at `key` at `now`: [`BAN_NONE`], [`BAN_ENFORCED`] or [`BAN_WOULD_ONLY`].
-/// Expired bans stay in the map (they remember offences for escalation) and
-/// count as none.
+/// The ban at `key` at `now`: [`BAN_NONE`], [`BAN_ENFORCED`] or
+/// [`BAN_WOULD_ONLY`], and the entry (null for none), whose counters the
+/// packet goes to when this ban decides it. Expired bans stay in the map (they
+/// remember offences for escalation) and count as none.
 #[inline(always)]
-pub(crate) fn ban_state(key: &BanKey, now: u64) -> u32 {
-    // SAFETY: the reference is only read within this call.
-    match unsafe { BANS.get(key) } {
-        Some(b) if b.until_ns > now && b.is_would_ban() => BAN_WOULD_ONLY,
-        Some(b) if b.until_ns > now => BAN_ENFORCED,
-        _ => BAN_NONE,
+pub(crate) fn ban_state(key: &BanKey, now: u64) -> (u32, *mut Ban) {
+    match BANS.get_ptr_mut(key) {
+        // SAFETY: a live map value, read within this call.
+        Some(b) => match unsafe { (*b).until_ns > now } {
+            // SAFETY: as above.
+            true if unsafe { (*b).is_would_ban() } => (BAN_WOULD_ONLY, b),
+            true => (BAN_ENFORCED, b),
+            false => (BAN_NONE, core::ptr::null_mut()),
+        },
+        None => (BAN_NONE, core::ptr::null_mut()),
+    }
+}
+
+/// Counts a packet the ban `b` decided (plain adds, like `track::account`:
+/// exact while one source's packets arrive on one CPU).
+#[inline(always)]
+pub(crate) fn count_banned(b: *mut Ban, len: u64) {
+    // Never null when a ban decided; the check keeps the verifier sure of it.
+    if b.is_null() {
+        return;
+    }
+    // SAFETY: `b` is a live, aligned map value from `ban_state`.
+    unsafe {
+        (*b).packets += 1;
+        (*b).bytes += len;
     }
 }
 
@@ -86,17 +106,22 @@ pub(crate) fn ban(
     };
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
+    // The counters of an earlier ban of the key carry over.
+    let (mut packets, mut bytes) = (0, 0);
     let prev = match BANS.get_ptr(key) {
         // SAFETY: a live map value, read once.
         Some(prev) => match unsafe { *prev } {
             // Another CPU banned it a moment ago — unless that was only a
             // would-ban and this ban is enforced: then it is replaced.
             b if b.until_ns > now && (would || !b.is_would_ban()) => return false,
-            b => Some(PastBan {
-                until_ns: b.until_ns,
-                duration_ns: b.duration_ns,
-                offenses: b.offenses,
-            }),
+            b => {
+                (packets, bytes) = (b.packets, b.bytes);
+                Some(PastBan {
+                    until_ns: b.until_ns,
+                    duration_ns: b.duration_ns,
+                    offenses: b.offenses,
+                })
+            }
         },
         None => None,
     };
@@ -112,6 +137,8 @@ pub(crate) fn ban(
         banned_at_ns: now,
         offenses,
         reason: reason as u32 | if would { BAN_WOULD } else { 0 },
+        packets,
+        bytes,
     };
     raise_ban_horizon(entry.until_ns);
     if BANS.insert(key, entry, 0).is_err() {

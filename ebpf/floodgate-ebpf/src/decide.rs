@@ -16,11 +16,11 @@ use floodgate_common::{
 };
 
 use crate::{
-    bans::{BAN_ENFORCED, BAN_NONE, BAN_WOULD_ONLY, ban, ban_state, bans_possible},
+    bans::{BAN_ENFORCED, BAN_NONE, BAN_WOULD_ONLY, ban, ban_state, bans_possible, count_banned},
     limits::limits,
     maps::{ALLOW, BLOCK, POLICIES, PORTS, PREFIXES, RULES, SETTINGS, SOURCES},
     parse::Packet,
-    scratch::scratch,
+    scratch::Scratch,
     track::{account, prefix_entry, source_entry},
 };
 
@@ -76,8 +76,9 @@ fn src_is_v4_mapped(pkt: &Packet) -> bool {
 }
 
 /// The full decision for an IP packet.
+/// `sc` is this CPU's scratch slot (from `scratch::settle`).
 #[inline(always)]
-pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
+pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     let Some(settings) = SETTINGS.get(0) else {
         return (Verdict::Pass, Reason::Ok);
     };
@@ -93,9 +94,6 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     // SAFETY: helper without preconditions.
     let coarse = unsafe { bpf_ktime_get_coarse_ns() };
     // The keys live in per-CPU scratch, not on the stack (see scratch.rs).
-    let Some(sc) = scratch() else {
-        return (Verdict::Pass, Reason::Ok);
-    };
     // SAFETY: this CPU's scratch slot; the references below are its fields and
     // are only used within this decision.
     let (lpm, src_key, pfx_key, src_ban, pfx_ban) = unsafe {
@@ -146,27 +144,38 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, len: u64) -> (Verdict, Reason) {
     *src_ban = BanKey::source(src_bytes(pkt));
     *pfx_ban = BanKey::prefix(pfx_key.addr, plen);
     let (src_key, pfx_key, src_ban, pfx_ban) = (&*src_key, &*pfx_key, &*src_ban, &*pfx_ban);
-    let bans = if bans_possible(settings, coarse) {
+    // The deciding ban (the source's when it is at least the prefix's) and
+    // whether it is the source's.
+    let (bans, ban_entry, source_ban) = if bans_possible(settings, coarse) {
         // An enforced ban of the source decides alone: no prefix lookup.
-        let a = ban_state(src_ban, coarse);
+        let (a, pa) = ban_state(src_ban, coarse);
         if a == BAN_ENFORCED {
-            a
+            (a, pa, true)
         } else {
-            let b = ban_state(pfx_ban, coarse);
-            if a > b { a } else { b }
+            let (b, pb) = ban_state(pfx_ban, coarse);
+            if a >= b {
+                (a, pa, true)
+            } else {
+                (b, pb, false)
+            }
         }
     } else {
-        BAN_NONE
+        (BAN_NONE, core::ptr::null_mut(), true)
     };
     // A would-ban only counts for a monitored policy: an enforced one goes on
     // to its own limits (see `BAN_WOULD`).
     if bans == BAN_ENFORCED || (bans == BAN_WOULD_ONLY && monitor) {
-        // Banned packets count toward their source and their prefix alike.
-        if let Some(s) = SOURCES.get_ptr_mut(src_key) {
+        // Banned packets count toward their source and their prefix alike:
+        // on the deciding ban's entry, and on the other key's tracked entry
+        // (README "What the program decides"). The ban entry is already at
+        // hand, so this is one lookup, as counting on the source alone was.
+        count_banned(ban_entry, len);
+        if source_ban {
+            if let Some(p) = PREFIXES.get_ptr_mut(pfx_key) {
+                account(p, len, coarse, true);
+            }
+        } else if let Some(s) = SOURCES.get_ptr_mut(src_key) {
             account(s, len, coarse, true);
-        }
-        if let Some(p) = PREFIXES.get_ptr_mut(pfx_key) {
-            account(p, len, coarse, true);
         }
         return (drop_verdict(monitor), Reason::Banned);
     }

@@ -33,7 +33,7 @@ pub fn floodgate(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let (verdict, reason) = match parse::parse(&ctx) {
         Ok(pkt) => match scratch::settle(pkt) {
-            Some(pkt) => decide::decide(&ctx, &pkt, len),
+            Some((sc, pkt)) => decide::decide(&ctx, sc, &pkt, len),
             // No scratch map: the program was loaded without its maps.
             None => (Verdict::Pass, Reason::Ok),
         },

@@ -74,13 +74,14 @@ pub fn fresh_entry(sc: *mut Scratch, now: u64) -> *const TrackState {
 /// Values it reads back from a map are unknown to it, so after this round trip
 /// every path reaches the decision in the same state and is verified once. The
 /// volatile accesses keep LLVM from forwarding the store to the load.
+/// Returns the slot too, so the decision does not look it up again.
 #[inline(always)]
-pub fn settle(pkt: Packet) -> Option<Packet> {
+pub fn settle(pkt: Packet) -> Option<(*mut Scratch, Packet)> {
     let sc = scratch()?;
     // SAFETY: this CPU's live scratch slot; `pkt` is plain data.
     unsafe {
         let slot = &raw mut (*sc).pkt;
         core::ptr::write_volatile(slot, pkt);
-        Some(core::ptr::read_volatile(slot))
+        Some((sc, core::ptr::read_volatile(slot)))
     }
 }

@@ -150,6 +150,18 @@ impl Reader {
         Ok((all.iter().map(|(k, b)| ban_row(k, b, now)).collect(), total))
     }
 
+    /// The ban entries that decided packets, by address: source bans, or with
+    /// `prefixes` prefix bans.
+    fn ban_counts(&self, prefixes: bool) -> io::Result<std::collections::HashMap<[u8; 16], Ban>> {
+        let mut out = std::collections::HashMap::new();
+        walk::for_each_entry::<BanKey, Ban>(self.bans.as_fd(), |k, b| {
+            if b.packets > 0 && (k.prefix_len < 128) == prefixes {
+                out.insert(k.addr, *b);
+            }
+        })?;
+        Ok(out)
+    }
+
     /// Active bans in all (a walk of the map, keys and ends only).
     pub fn active_ban_count(&self) -> io::Result<u64> {
         let now = monotonic_ns();
@@ -179,22 +191,42 @@ impl Reader {
             TopBy::Bytes => s.bytes,
             TopBy::Drops => s.drops,
         };
+        // What bans decided is counted on the ban entries (one lookup fewer
+        // per banned packet): added to the tracked entries here, and a
+        // banned key whose tracked entry is gone still ranks on them.
+        let mut banned = self.ban_counts(prefixes)?;
         // The n largest in one pass: a min-heap of n, not a sort of them all.
         let mut heap: BinaryHeap<Reverse<(u64, [u8; 16])>> = BinaryHeap::with_capacity(n + 1);
         let mut states = std::collections::HashMap::with_capacity(n + 1);
-        walk::for_each_entry::<AddrKey, TrackState>(fd.as_fd(), |k, s| {
-            let w = weight(s);
+        let mut offer = |addr: [u8; 16], s: TrackState| {
+            let w = weight(&s);
             if heap.len() < n {
-                heap.push(Reverse((w, k.addr)));
-                states.insert(k.addr, *s);
+                heap.push(Reverse((w, addr)));
+                states.insert(addr, s);
             } else if heap.peek().is_some_and(|Reverse((least, _))| w > *least) {
                 if let Some(Reverse((_, gone))) = heap.pop() {
                     states.remove(&gone);
                 }
-                heap.push(Reverse((w, k.addr)));
-                states.insert(k.addr, *s);
+                heap.push(Reverse((w, addr)));
+                states.insert(addr, s);
             }
+        };
+        walk::for_each_entry::<AddrKey, TrackState>(fd.as_fd(), |k, s| {
+            let mut s = *s;
+            if let Some(b) = banned.remove(&k.addr) {
+                add_banned(&mut s, &b);
+            }
+            offer(k.addr, s);
         })?;
+        for (addr, b) in banned {
+            let mut s = TrackState {
+                first_seen_ns: b.banned_at_ns,
+                last_seen_ns: b.banned_at_ns,
+                ..TrackState::default()
+            };
+            add_banned(&mut s, &b);
+            offer(addr, s);
+        }
         let now = monotonic_ns();
         let mut rows = heap.into_sorted_vec();
         rows.truncate(n);
@@ -225,6 +257,14 @@ impl Reader {
             })
             .collect()
     }
+}
+
+/// Adds what the ban `b` decided to a tracked entry's counts (all drops:
+/// would-drops of a would-ban count as drops there too, as on the entry).
+fn add_banned(s: &mut TrackState, b: &Ban) {
+    s.packets += b.packets;
+    s.bytes += b.bytes;
+    s.drops += b.packets;
 }
 
 /// The mapped length of `addr`'s prefix, as the program computes it (an

@@ -11,7 +11,7 @@ use aya::{
 };
 use floodgate_common::{
     AddrKey, Ban, BanKey, Counter, GlobalState, IfaceName, Settings, TrackState, maps,
-    previous::{GlobalStateV2, SettingsV2, TrackStateV2},
+    previous::BanV3,
 };
 
 use crate::{
@@ -24,28 +24,31 @@ pub trait Layout {
     type Track: Pod + Into<TrackState>;
     type Global: Pod + Into<GlobalState>;
     type Settings: Pod;
+    type Ban: Pod + Into<Ban>;
     fn user_ban_horizon(s: &Self::Settings) -> u64;
 }
 
 /// This binary's layout (a resize).
 pub struct Current;
-/// The previous layout version (an upgrade).
+/// The previous layout version (an upgrade): only `Ban` differs.
 pub struct Previous;
 
 impl Layout for Current {
     type Track = TrackState;
     type Global = GlobalState;
     type Settings = Settings;
+    type Ban = Ban;
     fn user_ban_horizon(s: &Settings) -> u64 {
         s.user_ban_horizon_ns
     }
 }
 
 impl Layout for Previous {
-    type Track = TrackStateV2;
-    type Global = GlobalStateV2;
-    type Settings = SettingsV2;
-    fn user_ban_horizon(s: &SettingsV2) -> u64 {
+    type Track = TrackState;
+    type Global = GlobalState;
+    type Settings = Settings;
+    type Ban = BanV3;
+    fn user_ban_horizon(s: &Settings) -> u64 {
         s.user_ban_horizon_ns
     }
 }
@@ -82,7 +85,7 @@ fn io_err(name: &'static str) -> impl Fn(std::io::Error) -> LoadError {
 pub fn copy_all<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<Copied, LoadError> {
     let sources = copy_tracked::<L>(from, fg, maps::SOURCES)?;
     let prefixes = copy_tracked::<L>(from, fg, maps::PREFIXES)?;
-    let (bans, latest) = copy_bans(from, fg)?;
+    let (bans, latest) = copy_bans::<L>(from, fg)?;
     let counters = copy_counters(from, fg)?;
     copy_array::<u32>(from, fg, maps::IFINDEX_SLOTS)?;
     copy_array::<IfaceName>(from, fg, maps::IFACE_NAMES)?;
@@ -135,10 +138,10 @@ fn copy_tracked<L: Layout>(
 
 /// Every ban, active or remembered for its offences, those ending last
 /// inserted last. Returns how many and the latest end.
-fn copy_bans(from: &Path, fg: &mut Floodgate) -> Result<(u64, u64), LoadError> {
+fn copy_bans<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<(u64, u64), LoadError> {
     let data = old(from, maps::BANS)?;
     let mut all: Vec<(BanKey, Ban)> = Vec::new();
-    walk::for_each_entry::<BanKey, Ban>(data.fd().as_fd(), |k, b| all.push((*k, *b)))
+    walk::for_each_entry::<BanKey, L::Ban>(data.fd().as_fd(), |k, b| all.push((*k, (*b).into())))
         .map_err(io_err(maps::BANS))?;
     all.sort_by_key(|(_, b)| b.until_ns);
     let latest = all.last().map_or(0, |(_, b)| b.until_ns);
@@ -153,10 +156,10 @@ fn copy_bans(from: &Path, fg: &mut Floodgate) -> Result<(u64, u64), LoadError> {
 /// those the old program made after the copy. Inserted through
 /// `insert_ban`, which raises the user ban horizon so the new program looks
 /// them up. Returns how many.
-pub fn sweep_bans(from: &Path, fg: &mut Floodgate) -> Result<u64, LoadError> {
+pub fn sweep_bans<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<u64, LoadError> {
     let data = old(from, maps::BANS)?;
-    let mut late = Vec::new();
-    walk::for_each_entry::<BanKey, Ban>(data.fd().as_fd(), |k, b| late.push((*k, *b)))
+    let mut late: Vec<(BanKey, Ban)> = Vec::new();
+    walk::for_each_entry::<BanKey, L::Ban>(data.fd().as_fd(), |k, b| late.push((*k, (*b).into())))
         .map_err(io_err(maps::BANS))?;
     let mut n = 0;
     for (k, b) in late {

@@ -167,7 +167,11 @@ impl Migration {
         // finishing on another CPU: give it a moment.
         std::thread::sleep(SETTLE);
         let late = Late {
-            bans: copy::sweep_bans(&self.from, fg)?,
+            bans: if self.version == LAYOUT_VERSION {
+                copy::sweep_bans::<copy::Current>(&self.from, fg)?
+            } else {
+                copy::sweep_bans::<copy::Previous>(&self.from, fg)?
+            },
             packets: copy::add_late_counters(&self.from, fg, &copied.counters)?,
         };
         let io = |path: &Path| {

@@ -320,7 +320,15 @@ impl Floodgate {
         ignore_missing(m.remove(key)).map_err(map_err(maps::BANS))
     }
 
+    /// Inserts a ban from userspace. The counters of an entry already there
+    /// (what the key's earlier bans decided) are kept when higher.
     pub fn insert_ban(&mut self, key: &BanKey, ban: &Ban) -> Result<(), LoadError> {
+        let mut ban = *ban;
+        if let Some(held) = self.ban(key)? {
+            ban.packets = ban.packets.max(held.packets);
+            ban.bytes = ban.bytes.max(held.bytes);
+        }
+        let ban = &ban;
         if ban.until_ns > self.user_ban_horizon_ns {
             self.user_ban_horizon_ns = ban.until_ns;
             self.refresh_settings()?;

@@ -13,7 +13,7 @@ use aya::{
 use floodgate::addr::{lpm_key, mapped};
 use floodgate_common::{
     Ban, BanKey, BlockEntry, PROGRAM_NAME, Policy, SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK,
-    SETTINGS_READY, maps, previous::SettingsV2,
+    SETTINGS_READY, maps, previous::BanV3,
 };
 use floodgate_tests::{
     dut::{Dut, XDP_DROP, XDP_PASS, settings},
@@ -28,6 +28,26 @@ use crate::{
 
 /// The last commit before the data-plane trust work (#11).
 pub const BEFORE: &str = "bdc3954dbd9c622c1cde30258f35e7edf7fca11c";
+/// `Settings` of layout 2, [`BEFORE`]'s (the fields up to the ban horizon).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct SettingsV2 {
+    flags: u32,
+    prefix_v4: u32,
+    prefix_v6: u32,
+    ban_factor: u32,
+    ban_max_ns: u64,
+    ban_forget_ns: u64,
+    pressure_threshold: u64,
+    new_source_budget: floodgate_common::Rate,
+    event_rate: floodgate_common::Rate,
+    user_ban_horizon_ns: u64,
+}
+
+// SAFETY: `repr(C)`, `Copy`, u32/u64 fields and `Rate` (Pod) with no hidden
+// padding: every bit pattern is valid.
+unsafe impl aya::Pod for SettingsV2 {}
+
 /// The flooding source of every path.
 const SRC: &str = "198.18.7.7";
 
@@ -85,10 +105,10 @@ impl Path {
     }
 }
 
-fn ban() -> (BanKey, Ban) {
+fn ban() -> (BanKey, BanV3) {
     (
         BanKey::source(mapped(ip(SRC))),
-        Ban {
+        BanV3 {
             until_ns: u64::MAX,
             duration_ns: 3600 * SECOND,
             banned_at_ns: 0,
@@ -114,7 +134,7 @@ fn now_program(path: Path, policy: &Policy) -> Result<Dut> {
         }
         Path::BannedDrop => {
             let (k, b) = ban();
-            d.fg.insert_ban(&k, &b)?;
+            d.fg.insert_ban(&k, &Ban::from(b))?;
         }
         _ => {}
     }
@@ -152,7 +172,7 @@ fn before_program(object: &[u8], path: Path, policy: &Policy) -> Result<Ebpf> {
             flags |= SETTINGS_HAS_BLOCK;
         }
         Path::BannedDrop => {
-            let mut m: HashMap<&mut MapData, BanKey, Ban> =
+            let mut m: HashMap<&mut MapData, BanKey, BanV3> =
                 HashMap::try_from(ebpf.map_mut(maps::BANS).context("BANS")?)?;
             let (k, b) = ban();
             m.insert(k, b, 0)?;

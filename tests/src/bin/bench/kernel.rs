@@ -111,6 +111,8 @@ pub fn run(plan: &Plan) -> Result<Value> {
                     banned_at_ns: 0,
                     offenses: 1,
                     reason: 6,
+                    packets: 0,
+                    bytes: 0,
                 },
             )?;
             Ok(Frame::udp(ip("198.18.7.7"), 80).build())

@@ -92,6 +92,8 @@ fn fill(pin_dir: &Path, sources: u32) -> Result<()> {
             banned_at_ns: now,
             offenses: 1,
             reason: floodgate_common::Reason::Banned as u32,
+            packets: 0,
+            bytes: 0,
         };
         bans.insert(key, ban, 0)?;
     }

@@ -28,6 +28,9 @@ impl Engine {
                 banned_at_ns: now,
                 offenses: offenses.saturating_add(1),
                 reason: Reason::Banned as u32,
+                // `insert_ban` keeps what the key's earlier bans decided.
+                packets: 0,
+                bytes: 0,
             },
         )?;
         info!(%addr, for_secs, "banned from the control socket");

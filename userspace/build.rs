@@ -6,14 +6,11 @@
 //! and `cargo clippy` work on machines without bpf-linker, and the loader then
 //! reports that the binary carries no program.
 //!
-//! This follows `aya_build::build_ebpf` but adds `-Ctarget-cpu=v3`: the limiter's
-//! buckets use BPF_ATOMIC fetch-and-add and compare-and-swap, which LLVM only
-//! emits for v3, and aya-build 0.2 sets the eBPF crate's rustflags itself.
+//! The recipe itself is in `ebpf_build.rs`, shared with the tests that build
+//! an earlier commit's program.
 
 use std::{
-    env,
-    ffi::OsString,
-    fs,
+    env, fs,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -21,8 +18,6 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 const BUILD_ENV: &str = "FLOODGATE_BUILD_EBPF";
-const TARGET: &str = "bpfel-unknown-none";
-const PACKAGE: &str = "floodgate-ebpf";
 /// The program, and its benchmark companions (`cargo xtask bench`).
 const BINS: [(&str, &str); 2] = [
     ("floodgate-xdp", "floodgate.bpf.o"),
@@ -46,52 +41,19 @@ fn main() -> Result<()> {
 
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("no manifest dir")?);
     let workspace = manifest_dir.parent().context("userspace/ has no parent")?;
+    println!("cargo:rerun-if-changed=ebpf_build.rs");
     for dir in ["ebpf/floodgate-ebpf", "ebpf/floodgate-common"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     build(workspace, &out_dir)
 }
 
+include!("ebpf_build.rs");
+
 fn build(workspace: &Path, out_dir: &Path) -> Result<()> {
     let target_dir = out_dir.join("ebpf-target");
-    let mut rustflags = OsString::new();
-    for (i, flag) in ["-Cdebuginfo=2", "-Clink-arg=--btf", "-Ctarget-cpu=v3"]
-        .iter()
-        .enumerate()
-    {
-        if i > 0 {
-            rustflags.push("\x1f");
-        }
-        rustflags.push(flag);
-    }
-    // aya-ebpf picks architecture-specific definitions by this cfg.
     let arch = env::var("CARGO_CFG_TARGET_ARCH").context("CARGO_CFG_TARGET_ARCH not set")?;
-    rustflags.push(format!("\x1f--cfg=bpf_target_arch=\"{arch}\""));
-    let mut cmd = Command::new("rustup");
-    cmd.args([
-        "run",
-        "nightly",
-        "cargo",
-        "build",
-        "--package",
-        PACKAGE,
-        "--bins",
-    ])
-    .args(["--release", "--target", TARGET, "-Z", "build-std=core"])
-    .arg("--target-dir")
-    .arg(&target_dir)
-    .current_dir(workspace)
-    .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
-    // The outer build's compiler settings must not leak into the nightly build.
-    for key in [
-        "RUSTC",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "RUSTFLAGS",
-        "CARGO",
-    ] {
-        cmd.env_remove(key);
-    }
+    let mut cmd = ebpf_build_command(workspace, &target_dir, &arch, &["--bins"]);
     let status = cmd.status().with_context(|| {
         format!("running {cmd:?}; install the toolchain with `cargo xtask setup`")
     })?;
@@ -99,7 +61,7 @@ fn build(workspace: &Path, out_dir: &Path) -> Result<()> {
         bail!("building the eBPF program failed ({status}); run `cargo xtask setup` and retry");
     }
     for (bin, object) in BINS {
-        let built = target_dir.join(TARGET).join("release").join(bin);
+        let built = target_dir.join(EBPF_TARGET).join("release").join(bin);
         let object = out_dir.join(object);
         fs::copy(&built, &object)
             .with_context(|| format!("copying {} to {}", built.display(), object.display()))?;

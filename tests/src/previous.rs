@@ -2,7 +2,6 @@
 //! the upgrade tests start from pins that program really made.
 
 use std::{
-    ffi::OsString,
     path::{Path, PathBuf},
     process::Command,
     sync::Mutex,
@@ -16,6 +15,11 @@ pub const PREVIOUS_LAYOUT_COMMIT: &str = "e75cc925749d30a5e63c212cef9e0286cb8805
 
 /// One build at a time within a test binary.
 static BUILD: Mutex<()> = Mutex::new(());
+
+include!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../userspace/ebpf_build.rs"
+));
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -91,44 +95,20 @@ fn build(root: &Path, commit: &str, out: &Path, object: &Path) -> Result<()> {
     std::io::Write::write_all(tar.stdin.as_mut().context("tar's stdin")?, &archive.stdout)?;
     ensure!(tar.wait()?.success(), "unpacking the previous tree failed");
 
-    // userspace/build.rs of that commit: the same flags, nightly, build-std.
-    let flags = [
-        "-Cdebuginfo=2".to_owned(),
-        "-Clink-arg=--btf".to_owned(),
-        "-Ctarget-cpu=v3".to_owned(),
-        format!("--cfg=bpf_target_arch=\"{}\"", std::env::consts::ARCH),
-    ];
-    let rustflags = OsString::from(flags.join("\x1f"));
+    // The recipe this tree builds its own program with (the flags have not
+    // changed since these commits).
     let target_dir = out.join("target");
-    let mut cmd = Command::new("rustup");
-    cmd.args([
-        "run",
-        "nightly",
-        "cargo",
-        "build",
-        "--package",
-        "floodgate-ebpf",
-    ])
-    .args(["--bin", "floodgate-xdp", "--release"])
-    .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-    .arg("--target-dir")
-    .arg(&target_dir)
-    .current_dir(&src)
-    .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
-    for key in [
-        "RUSTC",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "RUSTFLAGS",
-        "CARGO",
-    ] {
-        cmd.env_remove(key);
-    }
+    let mut cmd = ebpf_build_command(
+        &src,
+        &target_dir,
+        std::env::consts::ARCH,
+        &["--bin", "floodgate-xdp"],
+    );
     let status = cmd.status().context("running the nightly eBPF build")?;
     if !status.success() {
         bail!("building the previous layout's program failed ({status}); run `cargo xtask setup`");
     }
-    let built = target_dir.join("bpfel-unknown-none/release/floodgate-xdp");
+    let built = target_dir.join(EBPF_TARGET).join("release/floodgate-xdp");
     let partial = object.with_extension("partial");
     std::fs::copy(&built, &partial)?;
     std::fs::rename(&partial, object)?;

@@ -14,7 +14,6 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use aya::{
-    EbpfLoader,
     maps::{Array, HashMap, MapData},
     programs::{Xdp, links::FdLink, xdp::XdpMode},
 };
@@ -62,14 +61,7 @@ fn pin_previous_layout(d: &DaemonLab, cap: Capacity) -> Result<()> {
         let maps_dir = pin_dir.join("maps");
         std::fs::create_dir_all(&maps_dir)?;
         std::fs::create_dir_all(pin_dir.join("links"))?;
-        let mut loader = EbpfLoader::new();
-        loader
-            .map_max_entries(maps::SOURCES, cap.sources)
-            .map_max_entries(maps::PREFIXES, cap.prefixes)
-            .map_max_entries(maps::BANS, cap.bans)
-            .map_max_entries(maps::RULES, cap.lists)
-            .map_max_entries(maps::ALLOW, cap.lists)
-            .map_max_entries(maps::BLOCK, cap.lists);
+        let mut loader = floodgate::loader::sized_loader(&cap);
         for name in maps::ALL {
             loader.map_pin_path(name, maps_dir.join(name));
         }

@@ -163,6 +163,20 @@ impl Default for Capacity {
     }
 }
 
+/// A loader that sizes the maps to `capacity` (the tests load earlier
+/// programs with it too).
+pub fn sized_loader(capacity: &Capacity) -> EbpfLoader<'static> {
+    let mut loader = EbpfLoader::new();
+    loader
+        .map_max_entries(maps::SOURCES, capacity.sources)
+        .map_max_entries(maps::PREFIXES, capacity.prefixes)
+        .map_max_entries(maps::BANS, capacity.bans)
+        .map_max_entries(maps::RULES, capacity.lists)
+        .map_max_entries(maps::ALLOW, capacity.lists)
+        .map_max_entries(maps::BLOCK, capacity.lists);
+    loader
+}
+
 /// Where pinned maps live below a pin directory.
 pub fn map_pin_dir(pin_dir: &Path) -> PathBuf {
     pin_dir.join("maps")
@@ -209,14 +223,7 @@ impl Floodgate {
             });
         }
         let mut adopted = false;
-        let mut loader = EbpfLoader::new();
-        loader
-            .map_max_entries(maps::SOURCES, capacity.sources)
-            .map_max_entries(maps::PREFIXES, capacity.prefixes)
-            .map_max_entries(maps::BANS, capacity.bans)
-            .map_max_entries(maps::RULES, capacity.lists)
-            .map_max_entries(maps::ALLOW, capacity.lists)
-            .map_max_entries(maps::BLOCK, capacity.lists);
+        let mut loader = sized_loader(&capacity);
         let mut migration = None;
         if let Some(pin_dir) = pin_dir {
             let dir = map_pin_dir(pin_dir);

@@ -6,7 +6,7 @@
 
 use anyhow::{Context as _, Result};
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key as LpmKey},
     programs::Xdp,
 };
@@ -144,17 +144,12 @@ fn now_program(path: Path, policy: &Policy) -> Result<Dut> {
 /// [`BEFORE`]'s program set up for `path` the way its daemon did (layout 2:
 /// the default policy in slot 0, `SettingsV2`).
 fn before_program(object: &[u8], path: Path, policy: &Policy) -> Result<Ebpf> {
-    let mut loader = EbpfLoader::new();
-    for name in [
-        maps::SOURCES,
-        maps::PREFIXES,
-        maps::BANS,
-        maps::RULES,
-        maps::ALLOW,
-        maps::BLOCK,
-    ] {
-        loader.map_max_entries(name, 4096);
-    }
+    let mut loader = floodgate::loader::sized_loader(&floodgate::loader::Capacity {
+        sources: 4096,
+        prefixes: 4096,
+        bans: 4096,
+        lists: 4096,
+    });
     let mut ebpf = loader.load(object)?;
     let mut flags = SETTINGS_READY;
     let mut horizon = 0;

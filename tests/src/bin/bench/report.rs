@@ -79,6 +79,7 @@ pub fn print(r: &Value) {
             );
         }
     }
+    print_before(&r["before"]);
     println!(
         "\n### Live drop rate on veth (ratio to a bare XDP_DROP in the same round)\n\n\
          Per-source limit for every limiter: {} pps with one source, {} pps with many.\n",
@@ -210,4 +211,29 @@ pub fn save(r: &Value) -> Result<()> {
     std::fs::write(&path, serde_json::to_string_pretty(r)?)?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
+}
+
+/// Issue #11's comparison (`before.rs`): ns above the floor, before → now,
+/// and the median paired change; drop paths over 10 ns slower are marked.
+fn print_before(b: &Value) {
+    let Some(paths) = b["paths"].as_array() else {
+        return;
+    };
+    println!(
+        "\n### Against the program before #11 ({}; paired runs, ns above the floor)\n",
+        b["before"].as_str().unwrap_or("?")
+    );
+    println!("| path | before | now | change (median of pairs) |\n|---|---:|---:|---:|");
+    for p in paths {
+        let change = f(&p["change_ns"]);
+        let over = p["drop"].as_bool() == Some(true) && change > 10.0;
+        println!(
+            "| {} | {:.0} | {:.0} | {:+.0}{} |",
+            p["path"].as_str().unwrap_or(""),
+            f(&p["before_above_floor_ns"]),
+            f(&p["now_above_floor_ns"]),
+            change,
+            if over { " — OVER 10 ns" } else { "" }
+        );
+    }
 }

@@ -73,10 +73,15 @@ fn old(from: &Path, name: &'static str) -> Result<MapData, LoadError> {
     MapData::from_pin(from.join(name)).map_err(map_err(name))
 }
 
-fn io_err(name: &'static str) -> impl Fn(std::io::Error) -> LoadError {
+/// What a failed walk of an old map names: batch lookups, or key-by-key
+/// lookups where the kernel has no batch for the map type.
+const WALK: &str = "bpf_map_lookup_batch or bpf_map_get_next_key";
+
+/// An I/O error of `call` on the map `name`, named after the call that made it.
+fn io_err(name: &'static str, call: &'static str) -> impl Fn(std::io::Error) -> LoadError {
     move |e| {
         map_err(name)(MapError::SyscallError(aya::sys::SyscallError {
-            call: "bpf_map_lookup_batch",
+            call,
             io_error: e,
         }))
     }
@@ -127,7 +132,7 @@ fn copy_tracked<L: Layout>(
     walk::for_each_entry::<AddrKey, L::Track>(data.fd().as_fd(), |k, v| {
         all.push((*k, (*v).into()));
     })
-    .map_err(io_err(name))?;
+    .map_err(io_err(name, WALK))?;
     all.sort_by_key(|(_, s)| s.last_seen_ns);
     let mut m: HashMap<&mut MapData, AddrKey, TrackState> = fg.typed_map(name)?;
     for (k, s) in &all {
@@ -142,7 +147,7 @@ fn copy_bans<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<(u64, u64), L
     let data = old(from, maps::BANS)?;
     let mut all: Vec<(BanKey, Ban)> = Vec::new();
     walk::for_each_entry::<BanKey, L::Ban>(data.fd().as_fd(), |k, b| all.push((*k, (*b).into())))
-        .map_err(io_err(maps::BANS))?;
+        .map_err(io_err(maps::BANS, WALK))?;
     all.sort_by_key(|(_, b)| b.until_ns);
     let latest = all.last().map_or(0, |(_, b)| b.until_ns);
     let mut m: HashMap<&mut MapData, BanKey, Ban> = fg.typed_map(maps::BANS)?;
@@ -160,7 +165,7 @@ pub fn sweep_bans<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<u64, Loa
     let data = old(from, maps::BANS)?;
     let mut late: Vec<(BanKey, Ban)> = Vec::new();
     walk::for_each_entry::<BanKey, L::Ban>(data.fd().as_fd(), |k, b| late.push((*k, (*b).into())))
-        .map_err(io_err(maps::BANS))?;
+        .map_err(io_err(maps::BANS, WALK))?;
     let mut n = 0;
     for (k, b) in late {
         if fg.ban(&k)?.is_none_or(|now| now.until_ns < b.until_ns) {
@@ -228,7 +233,8 @@ pub fn add_late_counters(
             })
             .collect();
         late += delta.iter().map(|d| d.packets).sum::<u64>();
-        let values = aya::maps::PerCpuValues::try_from(sum).map_err(io_err(name))?;
+        let values = aya::maps::PerCpuValues::try_from(sum)
+            .map_err(io_err(name, "PerCpuValues::try_from"))?;
         new.set(i, values, 0).map_err(map_err(name))?;
     }
     Ok(late)

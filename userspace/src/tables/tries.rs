@@ -136,14 +136,8 @@ impl Floodgate {
         changes: &[(Cidr, Option<V>)],
         mut held: BTreeMap<Cidr, V>,
     ) -> Result<BTreeMap<Cidr, V>, LoadError> {
-        let mut after = held.clone();
-        for (cidr, value) in changes {
-            match value {
-                Some(v) => after.insert(*cidr, *v),
-                None => after.remove(cidr),
-            };
-        }
-        if after.is_empty() {
+        let empty_after = final_len(&held, changes) == 0;
+        if empty_after {
             self.set_list_flag(flag, false)?;
         }
         let mut trie: LpmTrie<&mut MapData, [u8; 16], V> = self.typed_map(name)?;
@@ -161,9 +155,44 @@ impl Floodgate {
                 _ => {}
             }
         }
-        if !after.is_empty() {
+        if !empty_after {
             self.set_list_flag(flag, true)?;
         }
         Ok(held)
+    }
+}
+
+/// How many entries `held` has once `changes` are applied, the last change
+/// of a CIDR winning; costs the changes, not the list (which may be 100 000).
+fn final_len<V>(held: &BTreeMap<Cidr, V>, changes: &[(Cidr, Option<V>)]) -> usize {
+    let last: BTreeMap<&Cidr, bool> = changes
+        .iter()
+        .map(|(cidr, value)| (cidr, value.is_some()))
+        .collect();
+    last.iter().fold(held.len(), |len, (cidr, present)| {
+        match (held.contains_key(*cidr), *present) {
+            (false, true) => len + 1,
+            (true, false) => len - 1,
+            _ => len,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_length_counts_each_cidrs_last_change_against_the_list() {
+        let a: Cidr = (128, [1; 16]);
+        let b: Cidr = (128, [2; 16]);
+        let c: Cidr = (128, [3; 16]);
+        let held: BTreeMap<Cidr, u8> = [(a, 1), (b, 1)].into();
+        assert_eq!(final_len(&held, &[]), 2);
+        assert_eq!(final_len(&held, &[(a, None), (b, None)]), 0);
+        assert_eq!(final_len(&held, &[(a, None), (a, Some(2))]), 2);
+        assert_eq!(final_len(&held, &[(c, Some(1)), (c, None)]), 2);
+        assert_eq!(final_len(&held, &[(c, Some(1)), (a, Some(9))]), 3);
+        assert_eq!(final_len(&held, &[(c, None)]), 2);
     }
 }

@@ -18,6 +18,7 @@ pub mod pressure;
 pub mod previous;
 pub mod quota;
 pub mod reason;
+pub mod set_table;
 
 pub use layout::*;
 pub use reason::{

@@ -2,22 +2,39 @@
 //! into their own object so the product never loads them:
 //! - `xdp_drop`: the floor every figure is compared with;
 //! - `parse_drop`: floodgate's own parser, then drop — the cost of parsing alone;
+//! - `one_map`: the naive limiter floodgate is held against (issue #13): one
+//!   LRU map from IPv4 source to a GCRA arrival time, plain loads and stores,
+//!   one clock read; no prefixes, bans, quotas, lists or IPv6;
+//! - `set_table`: `one_map`'s bucket in a set-associative ARRAY table
+//!   (`bench_table.rs`) instead of the LRU hash;
 //! - `xdp_gen`: a live-frames traffic generator (BPF_PROG_TEST_RUN with
 //!   BPF_F_TEST_XDP_LIVE_FRAMES) that redirects each frame out of `GEN_IFINDEX`,
 //!   rotating the IPv4 source over `GEN_NSRC` addresses from `GEN_SRC_BASE`.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
-#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics, asm_experimental_arch))]
+#![cfg_attr(
+    target_arch = "bpf",
+    expect(internal_features, reason = "BPF atomics need the core intrinsics")
+)]
 
+#[path = "atomic.rs"]
+#[expect(
+    dead_code,
+    reason = "the benchmarks use only load and compare-and-swap"
+)]
+mod atomic;
+mod bench_table;
 #[path = "parse.rs"]
 mod parse;
 
 use aya_ebpf::{
     Global,
     bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
     helpers::bpf_redirect,
     macros::{map, xdp},
-    maps::PerCpuArray,
+    maps::{Array, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 
@@ -32,6 +49,86 @@ static GEN_SRC_BASE: Global<u32> = Global::new(0);
 /// Per-CPU frame sequence: the generator runs on one CPU per thread.
 #[map]
 static GEN_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// `one_map`'s bucket: slot 0 the time one packet costs (ns), slot 1 how far
+/// ahead of now the arrival time may run (burst × interval). Written by the bench.
+#[map]
+static ONE_MAP_LIMIT: Array<u64> = Array::with_max_entries(2, 0);
+
+/// `one_map`'s state: IPv4 source (network order) → theoretical arrival time.
+/// As large as the live bench's floodgate source map.
+#[map]
+static ONE_MAP: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1 << 20, 0);
+
+/// Packets `one_map` dropped, per CPU (the bench checks it really limits).
+#[map]
+static ONE_MAP_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The IPv4 source (network order, as loaded) of an Ethernet + IPv4 frame.
+#[inline(always)]
+fn ipv4_source(ctx: &XdpContext) -> Option<u32> {
+    const ETH: usize = 14;
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + ETH + 20 > end {
+        return None;
+    }
+    // SAFETY: the Ethernet header and 20 IPv4 header bytes were bounds-checked.
+    let (ethertype, src) = unsafe {
+        (
+            *((start + 12) as *const [u8; 2]),
+            *((start + ETH + 12) as *const u32),
+        )
+    };
+    (ethertype == [0x08, 0x00]).then_some(src)
+}
+
+/// `one_map`'s bucket: (interval, tolerance).
+#[inline(always)]
+fn one_map_limit() -> Option<(u64, u64)> {
+    Some((*ONE_MAP_LIMIT.get(0)?, *ONE_MAP_LIMIT.get(1)?))
+}
+
+fn count_one_map_drop() {
+    if let Some(d) = ONE_MAP_DROPS.get_ptr_mut(0) {
+        // SAFETY: this CPU's own counter.
+        unsafe { *d += 1 };
+    }
+}
+
+#[xdp]
+pub fn one_map(ctx: XdpContext) -> u32 {
+    let (Some(src), Some((interval, tolerance))) = (ipv4_source(&ctx), one_map_limit()) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: helper without memory arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match ONE_MAP.get_ptr_mut(src) {
+        Some(tat) => {
+            // SAFETY: a live map value; racing CPUs may lose an update, which
+            // a naive limiter accepts.
+            let t = unsafe { *tat };
+            let base = if t > now { t } else { now };
+            if base - now > tolerance {
+                count_one_map_drop();
+                return xdp_action::XDP_DROP;
+            }
+            // SAFETY: as above.
+            unsafe { *tat = base + interval };
+        }
+        None => {
+            let _ = ONE_MAP.insert(src, now + interval, 0);
+        }
+    }
+    xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn set_table(ctx: XdpContext) -> u32 {
+    match (ipv4_source(&ctx), one_map_limit()) {
+        (Some(src), Some((interval, tolerance))) => bench_table::decide(src, interval, tolerance),
+        _ => xdp_action::XDP_PASS,
+    }
+}
 
 #[xdp]
 pub fn xdp_drop(_ctx: XdpContext) -> u32 {

@@ -15,6 +15,13 @@ use floodgate_tests::lab::{Ns, sh};
 pub enum Filter {
     XdpDrop,
     Floodgate,
+    /// floodgate with the embedded default policy (every limit, bans of 5 min),
+    /// the per-source packet rate set to the bench's limit and `ports = []`.
+    FloodgateDefaults,
+    /// The naive one-LRU-map limiter of the bench object.
+    OneMap,
+    /// The same bucket in a set-associative ARRAY table.
+    SetTable,
     XdpFilterTool,
     NftMeter,
     IptHashlimit,
@@ -26,6 +33,9 @@ impl Filter {
         match self {
             Filter::XdpDrop => "bare XDP_DROP",
             Filter::Floodgate => "floodgate",
+            Filter::FloodgateDefaults => "floodgate, default limits",
+            Filter::OneMap => "one-map limiter (one LRU map, per-source bucket)",
+            Filter::SetTable => "set-table limiter (the same bucket, 4-way set-associative array)",
             Filter::XdpFilterTool => "xdp-filter (block the source)",
             Filter::NftMeter => "nftables meter (limit rate over)",
             Filter::IptHashlimit => "iptables hashlimit",
@@ -43,6 +53,8 @@ impl Filter {
 pub enum Installed {
     Xdp(XdpLinkId),
     Floodgate(XdpLinkId),
+    FloodgateDefaults(XdpLinkId),
+    Baseline(&'static str, XdpLinkId),
     Shell,
     Nothing,
 }
@@ -54,7 +66,9 @@ pub struct Receiver {
     pub iface: String,
     pub bpffs: std::path::PathBuf,
     pub drop_prog: Ebpf,
+    pub one_map: Ebpf,
     pub fg: Floodgate,
+    pub fg_defaults: Floodgate,
 }
 
 fn xdp_drop(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
@@ -74,6 +88,20 @@ impl Receiver {
             Filter::Floodgate => {
                 let (_, id) = self.fg.attach(&self.iface, AttachMode::Native)?;
                 Installed::Floodgate(id)
+            }
+            Filter::FloodgateDefaults => {
+                let (_, id) = self.fg_defaults.attach(&self.iface, AttachMode::Native)?;
+                Installed::FloodgateDefaults(id)
+            }
+            Filter::OneMap | Filter::SetTable => {
+                let name = if filter == Filter::OneMap {
+                    crate::one_map::ONE_MAP
+                } else {
+                    crate::one_map::SET_TABLE
+                };
+                crate::one_map::set_limit(&mut self.one_map, rate)?;
+                let prog = crate::one_map::program(&mut self.one_map, name)?;
+                Installed::Baseline(name, prog.attach(&self.iface, XdpMode::Driver)?)
             }
             Filter::XdpFilterTool => {
                 let script = format!(
@@ -151,6 +179,12 @@ impl Receiver {
                     .dropped
                     .packets,
             ),
+            Filter::FloodgateDefaults => Some(
+                floodgate::stats::Stats::from_counters(&self.fg_defaults.counters()?, false)
+                    .dropped
+                    .packets,
+            ),
+            Filter::OneMap | Filter::SetTable => Some(crate::one_map::dropped(&self.one_map)?),
             Filter::NftMeter => {
                 let out = sh("ip", &["netns", "exec", ns, "nft", "-j", "list", "ruleset"])?;
                 let v: serde_json::Value = serde_json::from_str(&out)?;
@@ -196,6 +230,10 @@ impl Receiver {
         match installed {
             Installed::Xdp(id) => xdp_drop(&mut self.drop_prog)?.detach(id)?,
             Installed::Floodgate(id) => self.fg.detach(id)?,
+            Installed::FloodgateDefaults(id) => self.fg_defaults.detach(id)?,
+            Installed::Baseline(name, id) => {
+                crate::one_map::program(&mut self.one_map, name)?.detach(id)?;
+            }
             Installed::Shell => match filter {
                 Filter::XdpFilterTool => {
                     let script = format!(

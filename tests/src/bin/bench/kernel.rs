@@ -78,7 +78,7 @@ pub fn run(plan: &Plan) -> Result<Value> {
     ];
     let (open, limited) = policies();
     type Setup = fn(&mut Dut, &Policy, &Policy) -> Result<Vec<u8>>;
-    let paths: [(&str, u32, Setup); 6] = [
+    let paths: [(&str, u32, Setup); 9] = [
         ("allow-listed pass", XDP_PASS, |d, open, _| {
             d.configure(&settings(), &[*open])?;
             d.fg.sync_allow(&[lpm_key(&ip("198.18.7.7").into())])?;
@@ -98,23 +98,33 @@ pub fn run(plan: &Plan) -> Result<Value> {
         }),
         ("banned drop", XDP_DROP, |d, open, _| {
             d.configure(&settings(), &[*open])?;
-            let key = BanKey {
-                addr: mapped(ip("198.18.7.7")),
-                prefix_len: 128,
-                _pad: 0,
-            };
-            d.fg.insert_ban(
-                &key,
-                &Ban {
-                    until_ns: u64::MAX,
-                    duration_ns: 3600 * SECOND,
-                    banned_at_ns: 0,
-                    offenses: 1,
-                    reason: 6,
-                    packets: 0,
-                    bytes: 0,
-                },
-            )?;
+            ban(d, ip("198.18.7.7"))?;
+            Ok(Frame::udp(ip("198.18.7.7"), 80).build())
+        }),
+        // Once any ban is live the ban horizon is open for every packet, so
+        // each one looks up its source's and its prefix's ban.
+        (
+            "under-limit pass, other bans live",
+            XDP_PASS,
+            |d, open, _| {
+                d.configure(&settings(), &[*open])?;
+                other_bans(d)?;
+                Ok(Frame::udp(ip("198.18.7.7"), 80).build())
+            },
+        ),
+        (
+            "rate-limited drop, other bans live",
+            XDP_DROP,
+            |d, _, limited| {
+                d.configure(&settings(), &[*limited])?;
+                other_bans(d)?;
+                Ok(Frame::udp(ip("198.18.7.7"), 80).build())
+            },
+        ),
+        ("banned drop, other bans live", XDP_DROP, |d, open, _| {
+            d.configure(&settings(), &[*open])?;
+            other_bans(d)?;
+            ban(d, ip("198.18.7.7"))?;
             Ok(Frame::udp(ip("198.18.7.7"), 80).build())
         }),
         ("block-list drop", XDP_DROP, |d, open, _| {
@@ -153,7 +163,61 @@ pub fn run(plan: &Plan) -> Result<Value> {
         }));
     }
     rows.push(scale(plan, &limited, floor_prog)?);
+    for (name, path) in [
+        (
+            crate::one_map::ONE_MAP,
+            "one-map limiter, rate-limited drop",
+        ),
+        (
+            crate::one_map::SET_TABLE,
+            "set-table limiter, rate-limited drop",
+        ),
+    ] {
+        rows.push(baseline(plan, floor_prog, name, path)?);
+    }
     Ok(Value::Array(rows))
+}
+
+/// Bans `addr` for an hour, as `bans add` does.
+fn ban(d: &mut Dut, addr: std::net::IpAddr) -> Result<()> {
+    d.fg.insert_ban(
+        &BanKey::source(mapped(addr)),
+        &Ban {
+            until_ns: u64::MAX,
+            duration_ns: 3600 * SECOND,
+            banned_at_ns: 0,
+            offenses: 1,
+            reason: 6,
+            packets: 0,
+            bytes: 0,
+        },
+    )?;
+    Ok(())
+}
+
+/// 1 000 live bans of other sources (198.19.0.0/22), none of the bench's.
+fn other_bans(d: &mut Dut) -> Result<()> {
+    for i in 0..1000u32 {
+        let [_, _, a, b] = i.to_be_bytes();
+        ban(d, std::net::IpAddr::from([198, 19, a, b]))?;
+    }
+    Ok(())
+}
+
+/// A baseline limiter's rate-limited drop: the same frame over its bucket.
+fn baseline(plan: &Plan, floor: &Xdp, name: &str, path: &str) -> Result<Value> {
+    let mut ebpf = crate::one_map::load()?;
+    crate::one_map::set_limit(&mut ebpf, 1)?;
+    let frame = Frame::udp(ip("198.18.7.7"), 80).build();
+    let prog: &Xdp = ebpf.program(name).context("baseline program")?.try_into()?;
+    let (ns, above, verdict) = measure(floor, prog, &frame, plan)?;
+    anyhow::ensure!(verdict == XDP_DROP, "{path}: verdict {verdict}");
+    Ok(json!({
+        "path": path,
+        "ns": ns,
+        "above_floor_ns": above,
+        "verdict": "drop",
+    }))
 }
 
 /// The bench's two policies: every limit on and far away (`open`), and a

@@ -12,7 +12,7 @@ use aya::{
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp},
 };
 use floodgate::loader::{Capacity, Floodgate};
-use floodgate_common::{Policy, Rate, Reason, Verdict};
+use floodgate_common::{Policy, Rate, Reason, Settings, Verdict};
 use floodgate_tests::{
     dut::{per_sec, settings},
     lab::{BpfFs, Lab, Ns, traffic::UdpSink},
@@ -43,6 +43,8 @@ pub struct Live {
     pub rows: Value,
     pub over_capacity: Value,
     pub map_memory: Value,
+    /// `memory::run`: the default capacities' memory and residency.
+    pub defaults: Value,
 }
 
 fn frame() -> Vec<u8> {
@@ -159,6 +161,17 @@ fn load_floodgate(sources: u32, budget: Option<u64>) -> Result<Floodgate> {
     Ok(fg)
 }
 
+/// The embedded default policy, compiled as the daemon compiles it, with the
+/// per-source packet rate (and burst) at `limit` and every protocol and port
+/// limited (the flood is UDP).
+fn default_limits(limit: u64) -> Result<(Settings, Policy)> {
+    let text = format!("[limits]\nports = []\npackets = \"{limit}/s\"\npackets_burst = {limit}\n");
+    let config = floodgate::config::Config::from_toml(&text, "bench")?;
+    let compiled = floodgate::policy::compile(&config);
+    let policy = *compiled.policies.first().context("no default policy")?;
+    Ok((compiled.settings, policy))
+}
+
 pub fn run(plan: &Plan) -> Result<Live> {
     let mut lab = Lab::new("bench")?;
     let sender = lab.add_ns("gen")?;
@@ -185,7 +198,9 @@ pub fn run(plan: &Plan) -> Result<Live> {
             iface: dut_if.clone(),
             bpffs: bpffs_path,
             drop_prog,
+            one_map: crate::one_map::load()?,
             fg: load_floodgate(1 << 20, None)?,
+            fg_defaults: load_floodgate(1 << 20, None)?,
         };
         let mut rows = Vec::new();
         for (nsrc, rounds) in [
@@ -197,6 +212,9 @@ pub fn run(plan: &Plan) -> Result<Live> {
                 vec![
                     Filter::XdpDrop,
                     Filter::Floodgate,
+                    Filter::FloodgateDefaults,
+                    Filter::OneMap,
+                    Filter::SetTable,
                     Filter::XdpFilterTool,
                     Filter::NftMeter,
                     Filter::IptHashlimit,
@@ -206,6 +224,9 @@ pub fn run(plan: &Plan) -> Result<Live> {
                 vec![
                     Filter::XdpDrop,
                     Filter::Floodgate,
+                    Filter::FloodgateDefaults,
+                    Filter::OneMap,
+                    Filter::SetTable,
                     Filter::NftMeter,
                     Filter::IptHashlimit,
                     Filter::Unfiltered,
@@ -213,6 +234,9 @@ pub fn run(plan: &Plan) -> Result<Live> {
             };
             let limit = if nsrc == 1 { LIMIT_PPS } else { LIMIT_PPS_MANY };
             rx.fg.write_policies(&[limited_policy(limit)], 1)?;
+            let (settings, policy) = default_limits(limit)?;
+            rx.fg_defaults.write_settings(&settings)?;
+            rx.fg_defaults.write_policies(&[policy], 1)?;
             let mut samples: BTreeMap<&str, Vec<(usize, Sample)>> = BTreeMap::new();
             for round in 0..rounds {
                 for k in 0..filters.len() {
@@ -378,10 +402,15 @@ pub fn run(plan: &Plan) -> Result<Live> {
             "budget_bound": bound,
             "within_bound": admitted_under_pressure <= bound,
         });
+        drop(fg);
+        // Free the bench's own maps first: the default capacities need half a GiB.
+        drop(rx);
+        let defaults = crate::memory::run(&sender, &gen_if, &dut_if, plan.secs)?;
         Ok(Live {
             rows: Value::Array(rows),
             over_capacity,
             map_memory: json!(map_memory),
+            defaults,
         })
     })??;
     drop(sink);

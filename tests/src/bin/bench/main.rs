@@ -12,6 +12,8 @@ mod filters;
 mod kernel;
 mod lists;
 mod live;
+mod memory;
+mod one_map;
 mod profile;
 mod report;
 mod walks;
@@ -102,6 +104,7 @@ fn main() -> Result<()> {
         "live": live.rows,
         "over_capacity": live.over_capacity,
         "maps_memory_bytes": live.map_memory,
+        "defaults": live.defaults,
         "daemon": control,
         "walks": walks,
         "seconds": started.elapsed().as_secs_f64(),

@@ -177,6 +177,29 @@ pub fn print(r: &Value) {
                 .join(", ")
         );
     }
+    let m = &r["defaults"];
+    if m.is_object() {
+        println!(
+            "- at the default capacities ({} sources, {} prefixes, {} bans): {:.1} MiB of kernel memory ({}); \
+             after {} distinct IPv4 sources ({} sent), {} tracked ({:.1}%)",
+            m["capacity"]["sources"],
+            m["capacity"]["prefixes"],
+            m["capacity"]["bans"],
+            f(&m["kernel_memory_bytes"]) / 1_048_576.0,
+            m["per_map_bytes"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| v.as_u64().unwrap_or(0) >= 1 << 20)
+                .map(|(k, v)| format!("{k} {:.1} MiB", f(v) / 1_048_576.0))
+                .collect::<Vec<_>>()
+                .join(", "),
+            m["distinct_sources"],
+            m["sent"],
+            m["tracked_after"],
+            100.0 * f(&m["tracked_share"]),
+        );
+    }
     let d = &r["daemon"];
     println!(
         "- daemon RSS: {} KiB at rest, {} KiB under a flood, {} KiB after loading 100 000 CIDRs",

@@ -124,10 +124,13 @@ pub fn one_map(ctx: XdpContext) -> u32 {
 
 #[xdp]
 pub fn set_table(ctx: XdpContext) -> u32 {
-    match (ipv4_source(&ctx), one_map_limit()) {
-        (Some(src), Some((interval, tolerance))) => bench_table::decide(src, interval, tolerance),
-        _ => xdp_action::XDP_PASS,
-    }
+    let Some(src) = ipv4_source(&ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    let Some((interval, tolerance)) = one_map_limit() else {
+        return xdp_action::XDP_PASS;
+    };
+    bench_table::decide(src, interval, tolerance)
 }
 
 #[xdp]

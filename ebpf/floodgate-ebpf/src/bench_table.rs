@@ -45,32 +45,43 @@ fn limit(slot: *mut Slot, tag: u64, src: u32, now: u64, interval: u64, tolerance
     xdp_action::XDP_PASS
 }
 
+/// Way `w` of the set at `base`, and its tag.
+#[inline(always)]
+fn way(base: u32, w: u32) -> Option<(*mut Slot, u64)> {
+    let slot = SET_TABLE.get_ptr_mut(base + w)?;
+    // SAFETY: a live, aligned value of SET_TABLE.
+    let tag = unsafe { Cell::new(&raw mut (*slot).tag) }.load();
+    Some((slot, tag))
+}
+
 /// The `set_table` program's decision for IPv4 source `src`.
 #[inline(always)]
 pub fn decide(src: u32, interval: u64, tolerance: u64) -> u32 {
     // SAFETY: helper without memory arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let base = set_table::set_of(src, SET_TABLE_SEED.load(), SET_BITS) * WAYS;
-    let mut tags = [0u64; WAYS as usize];
-    for (w, tag_out) in tags.iter_mut().enumerate() {
-        let Some(slot) = SET_TABLE.get_ptr_mut(base + w as u32) else {
-            return xdp_action::XDP_PASS;
-        };
-        // SAFETY: a live, aligned value of SET_TABLE.
-        let tag = unsafe { Cell::new(&raw mut (*slot).tag) }.load();
+    // The ways one by one (WAYS is 4): a loop over an array of tags made
+    // LLVM spill an undefined register, which the verifier refuses.
+    let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+        (way(base, 0), way(base, 1), way(base, 2), way(base, 3))
+    else {
+        return xdp_action::XDP_PASS;
+    };
+    for (slot, tag) in [w0, w1, w2, w3] {
         if set_table::holds(tag, src) {
             return limit(slot, tag, src, now, interval, tolerance);
         }
-        *tag_out = tag;
     }
     let t = set_table::tick(now);
-    let way = set_table::victim(&tags, t);
-    let Some(slot) = SET_TABLE.get_ptr_mut(base + way as u32) else {
-        return xdp_action::XDP_PASS;
+    let (slot, old) = match set_table::victim(&[w0.1, w1.1, w2.1, w3.1], t) {
+        0 => w0,
+        1 => w1,
+        2 => w2,
+        _ => w3,
     };
     // SAFETY: a live, aligned value of SET_TABLE.
     let tag = unsafe { Cell::new(&raw mut (*slot).tag) };
-    if tag.cas(tags[way], set_table::tag(src, t)).is_ok() {
+    if tag.cas(old, set_table::tag(src, t)).is_ok() {
         // SAFETY: this CPU just claimed the way.
         unsafe {
             (*slot).tat = now + interval;

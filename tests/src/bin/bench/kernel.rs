@@ -149,7 +149,10 @@ pub fn run(plan: &Plan) -> Result<Value> {
             "{name}: verdict {verdict}, expected {expected}"
         );
         // Profile the paths with targets: where do their nanoseconds go?
-        let profile = if name == "rate-limited drop" || name == "banned drop" {
+        let profile = if matches!(
+            name,
+            "rate-limited drop" | "banned drop" | "rate-limited drop, other bans live"
+        ) {
             crate::profile::sample(dut.fg.program()?, &frame, 1.5)?
         } else {
             Value::Null

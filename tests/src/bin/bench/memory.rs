@@ -26,8 +26,11 @@ pub fn run(sender: &Ns, gen_if: &str, dut_if: &str, secs: f64) -> Result<Value> 
     fg.write_settings(&settings())?;
     fg.write_policies(&[crate::kernel::policies().0], 1)?;
     let (_, id) = fg.attach(dut_if, AttachMode::Native)?;
-    // Long enough for the generator to go through every source at least once.
-    let (sent, seconds) = crate::live::generate(sender, gen_if, DISTINCT, secs.max(2.0))?;
+    // Long enough for the generator (about 0.5 M frames a second here, in
+    // order over the sources) to go through every source at least once; each
+    // call starts over at the first, so it is one call. The report shows how
+    // many were sent.
+    let (sent, seconds) = crate::live::generate(sender, gen_if, DISTINCT, secs.max(6.0))?;
     fg.detach(id)?;
     let inserts = fg.global_state()?.source_inserts;
     let tracked = {

@@ -29,7 +29,7 @@ fn limit(slot: *mut Slot, tag: u64, src: u32, now: u64, interval: u64, tolerance
     // SAFETY: `slot` is a live, aligned value of SET_TABLE.
     let (tag_cell, tat) = unsafe { (Cell::new(&raw mut (*slot).tag), &raw mut (*slot).tat) };
     if set_table::tag_tick(tag) != t {
-        // Once a tick (about 1 ms) at most; a lost race means another CPU
+        // Once a tick (about 67 ms) at most; a lost race means another CPU
         // refreshed it or claimed the way, either of which is current.
         let _ = tag_cell.cas(tag, set_table::tag(src, t));
     }

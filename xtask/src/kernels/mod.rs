@@ -170,7 +170,26 @@ fn boot_one(
     };
     let boot = image::prepare(&kernel_deb, &payload, &dir)?;
     println!("booting {package} under {} …", arch.machine.qemu);
-    qemu::boot(&arch.machine, &boot, &dir.join("serial.log"))
+    let serial = dir.join("serial.log");
+    let first = qemu::boot(&arch.machine, &boot, &serial)?;
+    if first.passed || !first.panicked_before_script {
+        return Ok(first);
+    }
+    // Only a boot that never ran the script is tried again, once: whatever
+    // floodgate did, it did after the script started, and fails as it is.
+    for line in &first.lines {
+        println!("{line}");
+    }
+    println!(
+        "{package}: the guest kernel panicked before the test script started (above); booting it once more"
+    );
+    let mut second = qemu::boot(&arch.machine, &boot, &serial)?;
+    second.lines.insert(
+        0,
+        "fgvm: note: the first boot panicked before the script started; this is the second"
+            .to_owned(),
+    );
+    Ok(second)
 }
 
 /// The unsigned image package of `entry`.

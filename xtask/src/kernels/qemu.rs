@@ -36,6 +36,10 @@ pub struct Outcome {
     pub accel: &'static str,
     /// The `fgvm:` lines of the console.
     pub lines: Vec<String>,
+    /// The guest kernel panicked before the test script printed anything: a
+    /// boot that never reached floodgate (seen once with Debian's 6.12.118
+    /// under TCG: an int3 oops while the kernel patched its own text).
+    pub panicked_before_script: bool,
 }
 
 /// KVM only where the host has hardware virtualisation for this guest
@@ -101,6 +105,7 @@ pub fn boot(machine: &Machine, boot: &Boot, serial: &Path) -> Result<Outcome> {
             TIMEOUT.as_secs()
         ));
     }
+    let panicked_before_script = !timed_out && lines.is_empty() && console.contains("Kernel panic");
     if lines.is_empty() {
         // Nothing of ours: show the end of what the kernel printed.
         let tail: Vec<&str> = console.lines().rev().take(30).collect();
@@ -112,5 +117,6 @@ pub fn boot(machine: &Machine, boot: &Boot, serial: &Path) -> Result<Outcome> {
         took,
         accel,
         lines,
+        panicked_before_script,
     })
 }

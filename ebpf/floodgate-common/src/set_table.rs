@@ -30,8 +30,9 @@ pub struct Slot {
     pub tag: u64,
     /// GCRA arrival time of the packet bucket.
     pub tat: u64,
-    pub packets: u64,
-    pub _spare: u64,
+    /// Room the product's entry needs (its other buckets); the bench's
+    /// limiter leaves it unused.
+    pub _spare: [u64; 2],
 }
 
 /// The tick of `now_ns`, never 0 (so no claimed tag is 0, the empty way, even

@@ -103,22 +103,28 @@ pub fn one_map(ctx: XdpContext) -> u32 {
     // SAFETY: helper without memory arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     match ONE_MAP.get_ptr_mut(src) {
-        Some(tat) => {
-            // SAFETY: a live map value; racing CPUs may lose an update, which
-            // a naive limiter accepts.
-            let t = unsafe { *tat };
-            let base = if t > now { t } else { now };
-            if base - now > tolerance {
-                count_one_map_drop();
-                return xdp_action::XDP_DROP;
-            }
-            // SAFETY: as above.
-            unsafe { *tat = base + interval };
-        }
+        Some(tat) => naive_bucket(tat, now, interval, tolerance),
         None => {
             let _ = ONE_MAP.insert(src, now + interval, 0);
+            xdp_action::XDP_PASS
         }
     }
+}
+
+/// The baselines' bucket on the arrival time at `tat` (a live map value):
+/// plain loads and stores, so racing CPUs may lose an update, which a naive
+/// limiter accepts.
+#[inline(always)]
+fn naive_bucket(tat: *mut u64, now: u64, interval: u64, tolerance: u64) -> u32 {
+    // SAFETY: the caller passes a live, aligned map value.
+    let t = unsafe { *tat };
+    let base = if t > now { t } else { now };
+    if base - now > tolerance {
+        count_one_map_drop();
+        return xdp_action::XDP_DROP;
+    }
+    // SAFETY: as above.
+    unsafe { *tat = base + interval };
     xdp_action::XDP_PASS
 }
 

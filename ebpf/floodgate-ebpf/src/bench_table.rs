@@ -33,16 +33,7 @@ fn limit(slot: *mut Slot, tag: u64, src: u32, now: u64, interval: u64, tolerance
         // refreshed it or claimed the way, either of which is current.
         let _ = tag_cell.cas(tag, set_table::tag(src, t));
     }
-    // SAFETY: as above; racing CPUs may lose an update, as in `one_map`.
-    let old = unsafe { *tat };
-    let base = if old > now { old } else { now };
-    if base - now > tolerance {
-        crate::count_one_map_drop();
-        return xdp_action::XDP_DROP;
-    }
-    // SAFETY: as above.
-    unsafe { *tat = base + interval };
-    xdp_action::XDP_PASS
+    crate::naive_bucket(tat, now, interval, tolerance)
 }
 
 /// Way `w` of the set at `base`, and its tag.
@@ -83,10 +74,7 @@ pub fn decide(src: u32, interval: u64, tolerance: u64) -> u32 {
     let tag = unsafe { Cell::new(&raw mut (*slot).tag) };
     if tag.cas(old, set_table::tag(src, t)).is_ok() {
         // SAFETY: this CPU just claimed the way.
-        unsafe {
-            (*slot).tat = now + interval;
-            (*slot).packets = 0;
-        }
+        unsafe { (*slot).tat = now + interval };
     }
     // A lost claim: another CPU took the way this instant; the packet is a
     // newcomer's first, which a bucket passes anyway.

@@ -10,7 +10,7 @@ use aya::{
         xdp::{XdpLinkId, XdpMode},
     },
 };
-use floodgate_common::{LAYOUT_VERSION, Meta, PROGRAM_NAME, maps};
+use floodgate_common::{LAYOUT_VERSION, Meta, PROGRAM_NAME, maps, set_table};
 use tracing::{debug, warn};
 
 use crate::{
@@ -143,33 +143,95 @@ impl AttachedMode {
     }
 }
 
-/// Map capacities chosen at load time.
+/// Map capacities chosen at load time: IPv4 sources and prefixes (ways of
+/// their set tables, a multiple of `set_table::WAYS`), IPv6 ones, bans and
+/// list entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
     pub sources: u32,
     pub prefixes: u32,
+    pub sources6: u32,
+    pub prefixes6: u32,
     pub bans: u32,
     pub lists: u32,
 }
 
+/// The least entries of an IPv6 map.
+const MIN_V6: u32 = 1024;
+
+impl Capacity {
+    /// The capacities for `sources` and `prefixes` tracked at once (IPv4 and
+    /// IPv6), `bans` and `lists`: the tables get a way for each, rounded up
+    /// to whole sets; the IPv6 maps a sixteenth (at least [`MIN_V6`]), as
+    /// edge traffic is mostly IPv4 and an IPv6 entry costs half again as
+    /// much (README "Memory").
+    pub fn new(sources: u32, prefixes: u32, bans: u32, lists: u32) -> Capacity {
+        let ways = |n: u32| set_table::sets_for(n) * set_table::WAYS;
+        Capacity {
+            sources: ways(sources),
+            prefixes: ways(prefixes),
+            sources6: (sources / 16).max(MIN_V6),
+            prefixes6: (prefixes / 16).max(MIN_V6),
+            bans,
+            lists,
+        }
+    }
+
+    /// Sets of the IPv4 source table.
+    pub fn source_sets(&self) -> u32 {
+        set_table::sets_for(self.sources)
+    }
+
+    /// Sets of the IPv4 prefix table.
+    pub fn prefix_sets(&self) -> u32 {
+        set_table::sets_for(self.prefixes)
+    }
+}
+
 impl Default for Capacity {
     fn default() -> Self {
-        Capacity {
-            sources: floodgate_common::DEFAULT_SOURCE_CAPACITY,
-            prefixes: floodgate_common::DEFAULT_SOURCE_CAPACITY,
-            bans: floodgate_common::DEFAULT_SOURCE_CAPACITY,
-            lists: floodgate_common::DEFAULT_LIST_CAPACITY,
+        let sources = floodgate_common::DEFAULT_SOURCE_CAPACITY;
+        Capacity::new(
+            sources,
+            floodgate_common::default_prefix_capacity(sources),
+            floodgate_common::default_ban_capacity(sources),
+            floodgate_common::DEFAULT_LIST_CAPACITY,
+        )
+    }
+}
+
+/// What the program is given at load besides its maps: the set tables' seed
+/// and sizes (read-only data the verifier sees as constants).
+#[derive(Clone, Copy, Debug)]
+pub struct Globals {
+    pub table_seed: u64,
+    pub source_sets: u32,
+    pub prefix_sets: u32,
+}
+
+impl Globals {
+    pub fn new(capacity: &Capacity, table_seed: u64) -> Globals {
+        Globals {
+            table_seed,
+            source_sets: capacity.source_sets(),
+            prefix_sets: capacity.prefix_sets(),
         }
     }
 }
 
-/// A loader that sizes the maps to `capacity` (the tests load earlier
-/// programs with it too).
-pub fn sized_loader(capacity: &Capacity) -> EbpfLoader<'static> {
+/// A loader that sizes the maps to `capacity` and sets `globals` (the tests
+/// load earlier programs with it too: a global is set only where the object
+/// has it).
+pub fn sized_loader<'a>(capacity: &Capacity, globals: &'a Globals) -> EbpfLoader<'a> {
     let mut loader = EbpfLoader::new();
     loader
-        .map_max_entries(maps::SOURCES, capacity.sources)
-        .map_max_entries(maps::PREFIXES, capacity.prefixes)
+        .override_global("TABLE_SEED", &globals.table_seed, false)
+        .override_global("SOURCE_SETS", &globals.source_sets, false)
+        .override_global("PREFIX_SETS", &globals.prefix_sets, false)
+        .map_max_entries(maps::SOURCES, capacity.source_sets())
+        .map_max_entries(maps::PREFIXES, capacity.prefix_sets())
+        .map_max_entries(maps::SOURCES6, capacity.sources6)
+        .map_max_entries(maps::PREFIXES6, capacity.prefixes6)
         .map_max_entries(maps::BANS, capacity.bans)
         .map_max_entries(maps::RULES, capacity.lists)
         .map_max_entries(maps::ALLOW, capacity.lists)
@@ -191,6 +253,8 @@ pub struct Floodgate {
     migration: Option<Migration>,
     /// The capacities the maps were created with (pinned ones included).
     capacity: Capacity,
+    /// The set tables' hash seed (`Meta::table_seed`).
+    table_seed: u64,
     /// The settings last written, before the bits below are added.
     pub(crate) settings: Option<floodgate_common::Settings>,
     /// `SETTINGS_HAS_*` bits for the tries that have entries.
@@ -223,7 +287,8 @@ impl Floodgate {
             });
         }
         let mut adopted = false;
-        let mut loader = sized_loader(&capacity);
+        let mut table_seed = fresh_seed();
+        let mut pin_paths = None;
         let mut migration = None;
         if let Some(pin_dir) = pin_dir {
             let dir = map_pin_dir(pin_dir);
@@ -236,6 +301,8 @@ impl Floodgate {
                 Pinned::Nothing => dir,
                 Pinned::Adopt => {
                     adopted = true;
+                    // The tables stay hashed as they were made.
+                    table_seed = migrate::pinned_meta(&dir)?.map_or(0, |m| m.table_seed);
                     dir
                 }
                 Pinned::Migrate(m) => {
@@ -248,6 +315,11 @@ impl Floodgate {
                     staging
                 }
             };
+            pin_paths = Some(pins);
+        }
+        let globals = Globals::new(&capacity, table_seed);
+        let mut loader = sized_loader(&capacity, &globals);
+        if let Some(pins) = &pin_paths {
             for name in maps::ALL {
                 loader.map_pin_path(name, pins.join(name));
             }
@@ -262,6 +334,7 @@ impl Floodgate {
             adopted,
             migration,
             capacity,
+            table_seed,
             settings: None,
             list_flags: 0,
             user_ban_horizon_ns: 0,
@@ -284,6 +357,11 @@ impl Floodgate {
         self.capacity
     }
 
+    /// The set tables' hash seed.
+    pub fn table_seed(&self) -> u64 {
+        self.table_seed
+    }
+
     /// True when pinned state from an earlier run was adopted.
     pub fn adopted(&self) -> bool {
         self.adopted
@@ -300,11 +378,13 @@ impl Floodgate {
     }
 
     fn write_meta(&mut self, capacity: Capacity) -> Result<(), LoadError> {
+        let table_seed = self.table_seed;
         let mut meta: Array<_, Meta> = self.typed_map(maps::META)?;
         let value = Meta {
             layout_version: LAYOUT_VERSION,
             _pad: 0,
             source_capacity: u64::from(capacity.sources),
+            table_seed,
         };
         meta.set(0, value, 0).map_err(|source| LoadError::Map {
             name: maps::META,
@@ -402,6 +482,23 @@ impl Floodgate {
             source: MapError::InvalidName { name: name.into() },
         })?;
         T::try_from(map).map_err(|source| LoadError::Map { name, source })
+    }
+}
+
+/// A secret seed for new tables, from the kernel's random pool (the clock
+/// when that fails: a seed only has to be unknown to senders, and a start
+/// without randomness must still filter).
+fn fresh_seed() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: `buf` is 8 writable bytes.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(buf) | 1
+    } else {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
     }
 }
 

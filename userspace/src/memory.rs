@@ -12,7 +12,7 @@ use std::mem::size_of;
 use floodgate_common::{
     AddrKey, Ban, BanKey, BlockEntry, COUNTER_ENTRIES, Counter, EVENTS_BYTES, GlobalState,
     IFACE_SLOTS, IfaceName, MAX_IFINDEX, MAX_POLICIES, MAX_PORTS, Meta, Policy, PortKey, Settings,
-    TrackState, maps,
+    Track6, maps, set_table::Set,
 };
 
 use crate::loader::Capacity;
@@ -49,6 +49,8 @@ pub enum Kind {
     /// BPF_MAP_TYPE_LPM_TRIE: nodes allocated as entries are inserted.
     LpmTrie,
     Array,
+    /// BPF_MAP_TYPE_ARRAY with BPF_F_MMAPABLE: its values in whole pages.
+    MmapArray,
     PerCpuArray,
     /// BPF_MAP_TYPE_RINGBUF: `max_entries` is its size in bytes.
     RingBuf,
@@ -139,6 +141,7 @@ pub fn map_cost(m: &MapSpec, cpus: u64) -> u64 {
             entries * (leaf + intermediate)
         }
         Kind::Array => round8(m.value_size) * entries,
+        Kind::MmapArray => (round8(m.value_size) * entries).next_multiple_of(PAGE),
         // A pointer per entry, then each value on every CPU.
         Kind::PerCpuArray => (8 + round8(m.value_size) * cpus) * entries,
         Kind::RingBuf => entries + RINGBUF_META_PAGES * PAGE,
@@ -181,17 +184,31 @@ pub fn specs(c: &Capacity) -> Vec<MapSpec> {
         spec(maps::PORTS, Kind::Hash, size::<PortKey>(), 4, MAX_PORTS),
         spec(
             maps::SOURCES,
-            Kind::LruHash,
-            size::<AddrKey>(),
-            size::<TrackState>(),
-            c.sources,
+            Kind::MmapArray,
+            4,
+            size::<Set>(),
+            c.source_sets(),
         ),
         spec(
             maps::PREFIXES,
+            Kind::MmapArray,
+            4,
+            size::<Set>(),
+            c.prefix_sets(),
+        ),
+        spec(
+            maps::SOURCES6,
             Kind::LruHash,
             size::<AddrKey>(),
-            size::<TrackState>(),
-            c.prefixes,
+            size::<Track6>(),
+            c.sources6,
+        ),
+        spec(
+            maps::PREFIXES6,
+            Kind::LruHash,
+            size::<AddrKey>(),
+            size::<Track6>(),
+            c.prefixes6,
         ),
         spec(
             maps::BANS,
@@ -269,12 +286,7 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn capacity(sources: u32, lists: u32) -> Capacity {
-        Capacity {
-            sources,
-            prefixes: sources,
-            bans: sources,
-            lists,
-        }
+        Capacity::new(sources, sources, sources, lists)
     }
 
     fn cost(e: &Estimate, name: &str) -> u64 {
@@ -282,39 +294,59 @@ mod tests {
     }
 
     #[test]
-    fn a_source_costs_184_bytes_at_a_power_of_two() {
-        // 48 header + 16 key + 104 value, and a 16-byte bucket per element.
+    fn an_ipv4_source_costs_96_bytes() {
+        // A set of 4: 32 bytes of tags and 4 × 88 of state, in whole pages.
         let e = estimate(&capacity(1 << 20, 16), 4);
-        assert_eq!(cost(&e, maps::SOURCES), 184 * (1 << 20));
-        assert_eq!(cost(&e, maps::SOURCES), 184 * MIB);
-        assert_eq!(cost(&e, maps::PREFIXES), 184 * MIB);
+        assert_eq!(cost(&e, maps::SOURCES), 96 * (1 << 20));
+        assert_eq!(cost(&e, maps::PREFIXES), 96 * MIB);
+        // IPv6: 48 header + 16 key + 96 value, and a 16-byte bucket each.
+        assert_eq!(cost(&e, maps::SOURCES6), (48 + 16 + 96 + 16) * (1 << 16));
         // Bans: 48 + 24 key + 48 value (with its counters), plus the bucket.
         assert_eq!(cost(&e, maps::BANS), (48 + 24 + 48 + 16) * (1 << 20));
     }
 
     #[test]
-    fn buckets_round_up_to_a_power_of_two() {
+    fn buckets_round_up_to_a_power_of_two_and_tables_to_a_page() {
         let e = estimate(&capacity(1_000_000, 16), 1);
         assert_eq!(
             cost(&e, maps::SOURCES),
-            168 * 1_000_000 + 16 * 1_048_576,
+            96_000_000_u64.next_multiple_of(4096),
             "one million sources"
+        );
+        assert_eq!(
+            cost(&e, maps::SOURCES6),
+            160 * 62_500 + 16 * 65_536,
+            "their IPv6 side"
+        );
+        assert_eq!(
+            cost(&estimate(&capacity(1000, 16), 1), maps::SOURCES),
+            24 * 4096,
+            "250 sets of 384 bytes in 24 pages"
         );
     }
 
     #[test]
-    fn the_default_capacities_need_over_400_mib() {
+    fn the_default_capacities_fit_in_128_mib() {
         let e = estimate(&Capacity::default(), 2);
-        let hashes = e.of(&[maps::SOURCES, maps::PREFIXES, maps::BANS]);
+        // Tables: 1 000 000 sources and 125 000 prefixes at 96 bytes; IPv6
+        // maps of 62 500 and 7 812 at 160 and a bucket; 62 500 bans at 120
+        // and a bucket.
+        let tracked = e.of(&[
+            maps::SOURCES,
+            maps::PREFIXES,
+            maps::SOURCES6,
+            maps::PREFIXES6,
+        ]);
         assert_eq!(
-            hashes,
-            2 * (168_000_000 + 16_777_216) + 120_000_000 + 16_777_216
+            tracked,
+            96_002_048 + 12_001_280 + (160 * 62_500 + 16 * 65_536) + (160 * 7_812 + 16 * 8_192)
         );
+        assert_eq!(cost(&e, maps::BANS), 120 * 62_500 + 16 * 65_536);
+        assert!(e.preallocated() <= 128 * MIB, "{}", human(e.preallocated()));
         // Each trie entry: a 64-byte leaf (40 + 16 + value, rounded) and at
-        // most one 56-byte intermediate node.
+        // most one 56-byte intermediate node; allocated as the lists fill.
         let tries = e.of(&[maps::RULES, maps::BLOCK, maps::ALLOW]);
         assert_eq!(tries, 3 * 262_144 * (64 + 56));
-        assert!(e.total() > 450 * MIB, "{}", human(e.total()));
         assert_eq!(e.total() - e.preallocated(), tries, "tries fill on insert");
     }
 

@@ -19,12 +19,7 @@ pub struct Capacity {
 
 impl From<Capacity> for crate::loader::Capacity {
     fn from(c: Capacity) -> Self {
-        crate::loader::Capacity {
-            sources: c.sources,
-            prefixes: c.prefixes,
-            bans: c.bans,
-            lists: c.lists,
-        }
+        crate::loader::Capacity::new(c.sources, c.prefixes, c.bans, c.lists)
     }
 }
 

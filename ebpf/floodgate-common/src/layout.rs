@@ -229,8 +229,12 @@ pub struct Settings {
     pub _pad: u32,
 }
 
-/// Per-source (and per-prefix) state in the `SOURCES` / `PREFIXES` LRU maps.
-/// All fields are updated with atomic operations; see the program's bucket module.
+/// Per-source (and per-prefix) state: a way of the IPv4 set tables `SOURCES`
+/// and `PREFIXES` ([`crate::set_table::Set`]), or inside the value of the IPv6
+/// LRU maps `SOURCES6` and `PREFIXES6` ([`Track6`]). When the entry was last
+/// seen is kept beside it (the way's tag, `Track6::last_seen_tick`), not in it.
+/// The buckets and the quota are updated with atomic operations (see the
+/// program's bucket module); the counters with plain adds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrackState {
@@ -240,9 +244,22 @@ pub struct TrackState {
     pub quota: QuotaState,
     pub packets: u64,
     pub bytes: u64,
-    pub drops: u64,
-    pub first_seen_ns: u64,
-    pub last_seen_ns: u64,
+    /// Packets dropped (or would-dropped): 32 bits that wrap, beside the tick
+    /// the entry was made at ([`crate::set_table::tick`]), so the entry stays
+    /// 88 bytes and a set of four fits six cache lines. A source over its
+    /// limits long enough to drop 4 billion packets has long been banned
+    /// (what a ban decides is counted on the ban).
+    pub drops: u32,
+    pub first_seen_tick: u32,
+}
+
+/// Value of `SOURCES6` and `PREFIXES6`: the state and the tick
+/// ([`crate::set_table::tick`]) it was last seen at.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Track6 {
+    pub state: TrackState,
+    pub last_seen_tick: u64,
 }
 
 /// A ban (value of `BANS`). Kept after it expires so repeat offences escalate;
@@ -373,6 +390,10 @@ pub struct Meta {
     pub _pad: u32,
     /// Capacity the maps were created with (so a restart can tell a resize).
     pub source_capacity: u64,
+    /// The secret multiplier of the set tables' hash
+    /// ([`crate::set_table::set_of`]), drawn when the tables were created and
+    /// given to every program that adopts them.
+    pub table_seed: u64,
 }
 
 #[cfg(feature = "user")]
@@ -397,6 +418,8 @@ mod pod {
         super::Policy,
         super::Settings,
         super::TrackState,
+        super::Track6,
+        crate::set_table::Set,
         super::Ban,
         super::BlockEntry,
         super::Counter,
@@ -437,10 +460,12 @@ mod tests {
         assert_eq!(size_of::<Policy>(), 7 * 16 + 8 + 8 + 8);
         assert_eq!(size_of::<Settings>(), 16 + 24 + 32 + 8 + 16 + 8);
         assert_eq!(size_of::<QuotaState>(), 40);
-        assert_eq!(size_of::<TrackState>(), 104);
+        assert_eq!(size_of::<TrackState>(), 88);
+        assert_eq!(size_of::<Track6>(), 96);
+        assert_eq!(size_of::<crate::set_table::Set>(), 384);
         assert_eq!(size_of::<Ban>(), 48);
         assert_eq!(size_of::<Event>(), 8 + 16 + 8 + 24);
-        assert_eq!(size_of::<Meta>(), 16);
+        assert_eq!(size_of::<Meta>(), 24);
         assert_eq!(size_of::<IfaceName>(), 24);
     }
 

@@ -33,7 +33,11 @@ pub use reason::{
 /// pressure is a turnover meter (`Settings::pressure_*`, `GlobalState::pressure_meter`);
 /// `POLICIES` is double-buffered (`Settings::default_policy`).
 /// 4: `Ban` counts the packets and bytes it decided (`Ban::packets`, `bytes`).
-pub const LAYOUT_VERSION: u32 = 4;
+/// 5: IPv4 sources and prefixes live in set tables the program hashes itself
+/// (`SOURCES`, `PREFIXES`: arrays of [`set_table::Set`]), IPv6 ones in
+/// `SOURCES6` and `PREFIXES6`; `TrackState` keeps no first- and last-seen
+/// times; `Meta::table_seed`.
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Map names, shared so userspace and the program cannot disagree.
 pub mod maps {
@@ -46,6 +50,8 @@ pub mod maps {
     pub const PORTS: &str = "PORTS";
     pub const SOURCES: &str = "SOURCES";
     pub const PREFIXES: &str = "PREFIXES";
+    pub const SOURCES6: &str = "SOURCES6";
+    pub const PREFIXES6: &str = "PREFIXES6";
     pub const BANS: &str = "BANS";
     pub const COUNTERS: &str = "COUNTERS";
     pub const GLOBAL_STATE: &str = "GLOBAL_STATE";
@@ -54,7 +60,7 @@ pub mod maps {
     pub const IFACE_NAMES: &str = "IFACE_NAMES";
 
     /// Every map the program defines; pinned and adopted as a set.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 17] = [
         META,
         SETTINGS,
         POLICIES,
@@ -64,6 +70,8 @@ pub mod maps {
         PORTS,
         SOURCES,
         PREFIXES,
+        SOURCES6,
+        PREFIXES6,
         BANS,
         COUNTERS,
         GLOBAL_STATE,
@@ -89,7 +97,25 @@ pub const MAX_RULES: usize = POLICY_HALF as usize - 1;
 pub const DEFAULT_LIST_CAPACITY: u32 = 262_144;
 /// Capacity of the port-scope hash.
 pub const MAX_PORTS: u32 = 1024;
-/// Default LRU capacities.
+/// Sources tracked at once unless configured otherwise.
 pub const DEFAULT_SOURCE_CAPACITY: u32 = 1_000_000;
+
+/// Prefixes tracked at once for `sources` unless configured: an eighth (a
+/// prefix holds many sources; a default IPv4 /24 up to 256).
+pub const fn default_prefix_capacity(sources: u32) -> u32 {
+    at_least_16(sources / 8)
+}
+
+/// Ban entries for `sources` unless configured: a sixteenth. A ban entry
+/// lives on after the ban, for escalation; the least recently looked up
+/// go first, and a banned source still sending is looked up on every packet.
+pub const fn default_ban_capacity(sources: u32) -> u32 {
+    at_least_16(sources / 16)
+}
+
+/// The smallest capacity a map is given.
+const fn at_least_16(n: u32) -> u32 {
+    if n < 16 { 16 } else { n }
+}
 /// Size of the ban-event ring buffer in bytes (power of two, page multiple).
 pub const EVENTS_BYTES: u32 = 256 * 1024;

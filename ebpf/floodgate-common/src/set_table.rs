@@ -1,15 +1,21 @@
-//! A set-associative table the program hashes itself: issue #13's candidate
-//! for the source map, measured against the kernel's LRU hash in
-//! `cargo xtask bench` before the product adopts it.
+//! The set-associative tables IPv4 sources and prefixes live in (`SOURCES`,
+//! `PREFIXES`): hashed by the program itself instead of the kernel's LRU hash,
+//! which costs a 48-byte header an entry, a jhash of a 16-byte key and a
+//! global lock on every miss.
 //!
-//! An ARRAY map (mmapable, so userspace can read it by mmap) of [`Slot`]s in
-//! sets of [`WAYS`]. A key lives in one set, chosen by a keyed hash
-//! ([`set_of`]); within it, a slot's first word — the [`tag`]: the key and
-//! when it was last seen — is claimed with one 64-bit compare-and-swap, and a
-//! newcomer takes the first empty way or else the one seen longest ago
-//! ([`victim`]). No global lock, no free list: a miss costs one CAS.
+//! A table is an ARRAY map (mmapable, so userspace reads it by mmap) of
+//! [`Set`]s: [`WAYS`] tags in the set's first cache line, then the ways'
+//! [`TrackState`]s. A key lives in one set, chosen by a keyed hash
+//! ([`set_of`]); within it, a way's tag — the key and when it was last seen —
+//! is claimed with one 64-bit compare-and-swap, and a newcomer takes the first
+//! empty way or else the one seen longest ago ([`victim`]). No global lock, no
+//! free list: a miss costs one CAS, a hit reads one cache line of tags.
 //!
-//! IPv4 only so far (a 32-bit key fits the tag beside a 32-bit tick).
+//! Keys are IPv4 addresses as a u32 in memory order ([`v4_key`]); IPv6 keeps
+//! the kernel's LRU hash (`SOURCES6`, `PREFIXES6`), which has room for its
+//! 16-byte keys.
+
+use crate::TrackState;
 
 /// Ways per set.
 pub const WAYS: u32 = 4;
@@ -22,7 +28,8 @@ pub const WAYS: u32 = 4;
 /// after about 9 years.
 pub const TICK_SHIFT: u32 = 26;
 
-/// One way of a set: 32 bytes, two per cache line.
+/// One way of the bench's prototype table (`cargo xtask bench`'s `set_table`
+/// limiter): 32 bytes, two per cache line.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Slot {
@@ -33,6 +40,56 @@ pub struct Slot {
     /// Room the product's entry needs (its other buckets); the bench's
     /// limiter leaves it unused.
     pub _spare: [u64; 2],
+}
+
+/// One set of a table: the tags first (one cache line holds all four, so a
+/// lookup reads one line before it finds its way), then the ways' state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Set {
+    /// [`tag`]s; 0 is an empty way.
+    pub tags: [u64; WAYS as usize],
+    pub ways: [TrackState; WAYS as usize],
+}
+
+/// Sets of a table holding `entries` (at least one set).
+pub const fn sets_for(entries: u32) -> u32 {
+    let sets = entries.div_ceil(WAYS);
+    if sets == 0 { 1 } else { sets }
+}
+
+/// The table key of an IPv4-mapped address: its last four bytes as a
+/// little-endian u32, which is what the program reads from the high half of
+/// the address's second 64-bit word ([`v4_key_of_word`]).
+#[inline(always)]
+pub const fn v4_key(addr: &[u8; 16]) -> u32 {
+    u32::from_le_bytes([addr[12], addr[13], addr[14], addr[15]])
+}
+
+/// [`v4_key`] of the address whose bytes 8 to 15 are `word` (a little-endian
+/// load, as on every target the program runs on).
+#[inline(always)]
+pub const fn v4_key_of_word(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
+/// The key of the IPv4 prefix of `v4_len` bits (0 to 32) holding `key`: the
+/// address's first bits in network order, kept in the key's memory order.
+#[inline(always)]
+pub const fn v4_prefix_key(key: u32, v4_len: u32) -> u32 {
+    if v4_len == 0 {
+        return 0;
+    }
+    let len = if v4_len > 32 { 32 } else { v4_len };
+    key & (u32::MAX << (32 - len)).swap_bytes()
+}
+
+/// The IPv4-mapped address of a table key.
+pub const fn v4_addr(key: u32) -> [u8; 16] {
+    let b = key.to_le_bytes();
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3],
+    ]
 }
 
 /// The tick of `now_ns`, never 0 (so no claimed tag is 0, the empty way, even
@@ -66,18 +123,24 @@ pub const fn holds(tag: u64, key: u32) -> bool {
     tag != 0 && tag_key(tag) == key
 }
 
-/// The set of `key` among `2^set_bits` sets (`set_bits` 1 to 32):
-/// multiply-shift hashing with a secret odd multiplier drawn at load, so a
-/// sender cannot aim its addresses at one set without knowing it.
+/// The set of `key` among `sets`: a keyed multiply-xorshift mix (the secret
+/// `seed` is drawn when the table is made, so a sender cannot aim its
+/// addresses at one set without knowing it), scaled to `sets` by a multiply
+/// rather than a modulo (the table need not be a power of two). A bare
+/// multiply-shift spread sequential keys well but left sets of a strided pool
+/// empty beside sets holding nine times their share.
 #[inline(always)]
-pub const fn set_of(key: u32, seed: u64, set_bits: u32) -> u32 {
-    ((key as u64).wrapping_mul(seed | 1) >> (64 - set_bits)) as u32
+pub const fn set_of(key: u32, seed: u64, sets: u32) -> u32 {
+    let mut h = (key as u64 ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= h >> 31;
+    h = h.wrapping_mul(seed | 1);
+    h ^= h >> 29;
+    (((h >> 32) * sets as u64) >> 32) as u32
 }
 
-/// Sets for a table of `slots` (a power of two, at least [`WAYS`] × 2):
-/// `log2(slots / WAYS)`.
-pub const fn set_bits(slots: u32) -> u32 {
-    (slots / WAYS).trailing_zeros()
+/// The tick a tick-based time stands for, in ns: the start of the tick.
+pub const fn tick_ns(tick: u32) -> u64 {
+    (tick as u64) << TICK_SHIFT
 }
 
 /// The way a newcomer claims in a set whose tags are `tags`: the first empty
@@ -143,8 +206,27 @@ mod tests {
         }
 
         #[test]
-        fn every_key_falls_in_a_set_of_the_table(key: u32, seed: u64, bits in 1u32..=32) {
-            prop_assert!(u64::from(set_of(key, seed, bits)) < 1u64 << bits);
+        fn every_key_falls_in_a_set_of_the_table(key: u32, seed: u64, sets in 1u32..) {
+            prop_assert!(set_of(key, seed, sets) < sets);
+        }
+
+        #[test]
+        fn a_prefix_key_is_the_masked_address(addr: [u8; 4], len in 0u32..=32) {
+            let mapped = v4_addr(u32::from_le_bytes(addr));
+            let masked = crate::prefix::mask(&mapped, 96 + len);
+            prop_assert_eq!(v4_prefix_key(v4_key(&mapped), len), v4_key(&masked));
+        }
+
+        #[test]
+        fn a_key_and_its_address_agree(addr: [u8; 4]) {
+            let mut mapped = [0u8; 16];
+            mapped[10] = 0xff;
+            mapped[11] = 0xff;
+            mapped[12..].copy_from_slice(&addr);
+            let key = v4_key(&mapped);
+            prop_assert_eq!(v4_addr(key), mapped);
+            let word = u64::from_le_bytes(mapped[8..].try_into().unwrap_or([0; 8]));
+            prop_assert_eq!(v4_key_of_word(word), key);
         }
 
         #[test]
@@ -169,15 +251,33 @@ mod tests {
         let bits = 10;
         let mut per_set = [0u32; 1 << 10];
         for key in 0xc612_0000u32..0xc613_0000 {
-            per_set[set_of(key, 0x9e37_79b9_7f4a_7c15, bits) as usize] += 1;
+            per_set[set_of(key, 0x9e37_79b9_7f4a_7c15, 1 << bits) as usize] += 1;
         }
         let max = per_set.iter().max().copied().unwrap_or(0);
         assert!(max <= 128, "a set holds {max} of 65536 keys");
     }
 
     #[test]
-    fn set_bits_counts_the_sets() {
-        assert_eq!(set_bits(1 << 20), 18);
-        assert_eq!(set_bits(8), 1);
+    fn a_table_has_a_way_for_every_entry_asked_for() {
+        assert_eq!(sets_for(1_000_000), 250_000);
+        assert_eq!(sets_for(1_000_001), 250_001);
+        assert_eq!(sets_for(0), 1);
+    }
+
+    #[test]
+    fn sets_of_any_count_fill_evenly() {
+        // 1000 sets, not a power of two: every set gets its share of 200k
+        // keys, within a factor of two.
+        let mut per_set = [0u32; 1000];
+        for key in 0..200_000u32 {
+            per_set
+                [set_of(key.wrapping_mul(2_654_435_761), 0x1234_5678_9abc_def1, 1000) as usize] +=
+                1;
+        }
+        let (min, max) = (per_set.iter().min(), per_set.iter().max());
+        assert!(
+            min.is_some_and(|m| *m >= 100) && max.is_some_and(|m| *m <= 400),
+            "{min:?} {max:?}"
+        );
     }
 }

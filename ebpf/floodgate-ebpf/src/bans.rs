@@ -148,8 +148,8 @@ pub(crate) fn ban(
         });
     }
     // SAFETY: a live map value; plain reads of u64 counters.
-    let (packets, first) = unsafe { ((*state).packets, (*state).first_seen_ns) };
-    let elapsed = now - first;
+    let (packets, first) = unsafe { ((*state).packets, (*state).first_seen_tick) };
+    let elapsed = now.saturating_sub(floodgate_common::set_table::tick_ns(first));
     let observed_pps = (packets.min(u64::MAX / 1_000_000_000) * 1_000_000_000)
         .checked_div(elapsed)
         .unwrap_or(packets);

@@ -12,7 +12,7 @@ use crate::atomic::Cell;
 
 /// Slots of the table: as many as `one_map`'s LRU holds entries.
 const SLOTS: u32 = 1 << 20;
-const SET_BITS: u32 = set_table::set_bits(SLOTS);
+const SETS: u32 = SLOTS / WAYS;
 
 /// The hash's secret multiplier; the bench draws one at load.
 #[unsafe(no_mangle)]
@@ -50,7 +50,7 @@ fn way(base: u32, w: u32) -> Option<(*mut Slot, u64)> {
 pub fn decide(src: u32, interval: u64, tolerance: u64) -> u32 {
     // SAFETY: helper without memory arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let base = set_table::set_of(src, SET_TABLE_SEED.load(), SET_BITS) * WAYS;
+    let base = set_table::set_of(src, SET_TABLE_SEED.load(), SETS) * WAYS;
     // The ways one by one (WAYS is 4): a loop over an array of tags made
     // LLVM spill an undefined register, which the verifier refuses.
     let (Some(w0), Some(w1), Some(w2), Some(w3)) =

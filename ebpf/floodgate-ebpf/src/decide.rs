@@ -13,15 +13,16 @@ use floodgate_common::{
     SETTINGS_HAS_BLOCK, SETTINGS_HAS_RULES, SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED,
     SETTINGS_READY, Verdict,
     prefix::{mapped_prefix_len, mask, words_are_v4_mapped},
+    set_table::{v4_key_of_word, v4_prefix_key},
 };
 
 use crate::{
     bans::{BAN_ENFORCED, BAN_NONE, BAN_WOULD_ONLY, ban, ban_state, bans_possible, count_banned},
     limits::limits,
-    maps::{ALLOW, BLOCK, POLICIES, PORTS, PREFIXES, RULES, SETTINGS, SOURCES},
+    maps::{ALLOW, BLOCK, POLICIES, PORTS, RULES, SETTINGS},
     parse::Packet,
     scratch::Scratch,
-    track::{account, prefix_entry, source_entry},
+    track::{Place, account, prefix_entry, source_entry, tracked},
 };
 
 /// Verdict for malformed IP packets: pass (fail-open) unless configured to drop.
@@ -144,6 +145,17 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
     *src_ban = BanKey::source(src_bytes(pkt));
     *pfx_ban = BanKey::prefix(pfx_key.addr, plen);
     let (src_key, pfx_key, src_ban, pfx_ban) = (&*src_key, &*pfx_key, &*src_ban, &*pfx_ban);
+    // Where the source and its prefix are tracked: IPv4 in the set tables, by
+    // a u32 key read from the parser's words (no memory read).
+    let (src_place, pfx_place) = if v6 {
+        (Place::V6(src_key), Place::V6(pfx_key))
+    } else {
+        let key = v4_key_of_word(pkt.src[1]);
+        (
+            Place::V4(key),
+            Place::V4(v4_prefix_key(key, plen.saturating_sub(96))),
+        )
+    };
     // The deciding ban (the source's when it is at least the prefix's) and
     // whether it is the source's.
     let (bans, ban_entry, source_ban) = if bans_possible(settings, coarse) {
@@ -170,12 +182,13 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
         // (README "What the program decides"). The ban entry is already at
         // hand, so this is one lookup, as counting on the source alone was.
         count_banned(ban_entry, len);
-        if source_ban {
-            if let Some(p) = PREFIXES.get_ptr_mut(pfx_key) {
-                account(p, len, coarse, true);
-            }
-        } else if let Some(s) = SOURCES.get_ptr_mut(src_key) {
-            account(s, len, coarse, true);
+        let (prefix, place) = if source_ban {
+            (true, pfx_place)
+        } else {
+            (false, src_place)
+        };
+        if let Some(e) = tracked(prefix, place, coarse) {
+            account(e, len, true);
         }
         return (drop_verdict(monitor), Reason::Banned);
     }
@@ -189,8 +202,8 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
         && !pkt.opaque
         && !in_scope(pkt.proto, pkt.dport)
     {
-        if let Some(s) = SOURCES.get_ptr_mut(src_key) {
-            account(s, len, coarse, false);
+        if let Some(s) = tracked(false, src_place, coarse) {
+            account(s, len, false);
         }
         return (Verdict::Pass, Reason::Unscoped);
     }
@@ -198,21 +211,21 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
     // 5. Limits.
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let src = match source_entry(src_key, settings, now) {
+    let src = match source_entry(src_place, settings, now) {
         Ok(Some(p)) => p,
         // The map refused the entry (counted in map_update_errors): fail open.
         Ok(None) => return (Verdict::Pass, Reason::Ok),
         Err(()) => return (drop_verdict(monitor), Reason::NewSourceBudget),
     };
-    let Some(pfx) = prefix_entry(pfx_key, now) else {
-        account(src, len, now, false);
+    let Some(pfx) = prefix_entry(pfx_place, now) else {
+        account(src, len, false);
         return (Verdict::Pass, Reason::Ok);
     };
 
     match limits(policy, src, pfx, pkt, len, now) {
         None => {
-            account(src, len, now, false);
-            account(pfx, len, now, false);
+            account(src, len, false);
+            account(pfx, len, false);
             if pkt.opaque {
                 // Within every limit, but its transport header could not be
                 // read: `malformed`, with that setting's verdict.
@@ -231,8 +244,8 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
             (Verdict::Pass, reason)
         }
         Some(reason) => {
-            account(src, len, now, true);
-            account(pfx, len, now, true);
+            account(src, len, true);
+            account(pfx, len, true);
             if reason.is_prefix() {
                 if policy.prefix_ban_ns != 0 {
                     ban(pfx_ban, policy.prefix_ban_ns, reason, pfx, monitor);

@@ -23,6 +23,7 @@ mod maps;
 mod parse;
 mod quota;
 mod scratch;
+mod table;
 mod track;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};

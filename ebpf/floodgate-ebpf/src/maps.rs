@@ -2,13 +2,16 @@
 //! are defaults that userspace overrides at load from its configuration.
 
 use aya_ebpf::{
+    Global,
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use floodgate_common::{
     AddrKey, Ban, BanKey, BlockEntry, COUNTER_ENTRIES, Counter, DEFAULT_LIST_CAPACITY,
     DEFAULT_SOURCE_CAPACITY, EVENTS_BYTES, GlobalState, IFACE_SLOTS, IfaceName, MAX_IFINDEX,
-    MAX_POLICIES, MAX_PORTS, Meta, Policy, PortKey, Settings, TrackState,
+    MAX_POLICIES, MAX_PORTS, Meta, Policy, PortKey, Settings, Track6,
+    set_table::{Set, sets_for},
 };
 
 /// Layout version and creation parameters, written by userspace.
@@ -40,15 +43,30 @@ pub static ALLOW: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(DEFAULT_LIS
 #[map]
 pub static PORTS: HashMap<PortKey, u32> = HashMap::with_max_entries(MAX_PORTS, 0);
 
-/// Per-source state. LRU: a full map evicts the least recently seen source.
-#[map]
-pub static SOURCES: LruHashMap<AddrKey, TrackState> =
-    LruHashMap::with_max_entries(DEFAULT_SOURCE_CAPACITY, 0);
+/// The set tables' hash multiplier (`Meta::table_seed`), given by userspace
+/// at load: read-only data, so the verifier knows it as a constant.
+#[unsafe(no_mangle)]
+pub static TABLE_SEED: Global<u64> = Global::new(0);
 
-/// Per-prefix state (masked address).
+/// Per-source state of IPv4 sources: a set table (`floodgate_common::set_table`);
+/// a full set gives up its way seen longest ago.
 #[map]
-pub static PREFIXES: LruHashMap<AddrKey, TrackState> =
-    LruHashMap::with_max_entries(DEFAULT_SOURCE_CAPACITY, 0);
+pub static SOURCES: Array<Set> =
+    Array::with_max_entries(sets_for(DEFAULT_SOURCE_CAPACITY), BPF_F_MMAPABLE);
+
+/// Per-prefix state of IPv4 prefixes (masked address), the same kind of table.
+#[map]
+pub static PREFIXES: Array<Set> =
+    Array::with_max_entries(sets_for(DEFAULT_SOURCE_CAPACITY), BPF_F_MMAPABLE);
+
+/// Per-source state of IPv6 sources. LRU: a full map evicts the least
+/// recently seen source.
+#[map]
+pub static SOURCES6: LruHashMap<AddrKey, Track6> = LruHashMap::with_max_entries(65_536, 0);
+
+/// Per-prefix state of IPv6 prefixes.
+#[map]
+pub static PREFIXES6: LruHashMap<AddrKey, Track6> = LruHashMap::with_max_entries(65_536, 0);
 
 /// Bans of sources and prefixes, kept past expiry to remember offences.
 #[map]

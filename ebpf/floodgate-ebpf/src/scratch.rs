@@ -3,14 +3,14 @@
 //!
 //! Linux 6.1 (Debian 12) rounds every stack frame up to 32 bytes, counts an
 //! empty one as 32 and refuses a call chain over 512 bytes; the keys alone were
-//! 110 bytes of frame, a fresh `TrackState` 80 more in `insert_fresh`, and
+//! 110 bytes of frame, a fresh entry 80 more in `insert_fresh`, and
 //! LLVM turned its zeroing into a call to `memset` (one more frame). Map values
 //! cost no stack, and the helpers take them as keys and values like stack
 //! memory. A CPU runs one XDP program at a time with preemption off, so its slot
 //! is never shared.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray, maps::lpm_trie::Key};
-use floodgate_common::{AddrKey, BanKey, TrackState, quota::QUOTA_WORDS};
+use floodgate_common::{AddrKey, BanKey, Track6};
 
 use crate::parse::Packet;
 
@@ -24,8 +24,8 @@ pub struct Scratch {
     pub pfx: AddrKey,
     pub src_ban: BanKey,
     pub pfx_ban: BanKey,
-    /// The value a first-seen source or prefix is inserted with.
-    pub fresh: TrackState,
+    /// The value a first-seen IPv6 source or prefix is inserted with.
+    pub fresh: Track6,
     /// The parser's result, on its way to the decision (see [`settle`]).
     pub pkt: Packet,
 }
@@ -40,27 +40,14 @@ pub fn scratch() -> Option<*mut Scratch> {
     SCRATCH.get_ptr_mut(0)
 }
 
-/// Fills `fresh` for an entry first seen at `now`, one store per field:
-/// volatile so LLVM cannot fold the zeroes into a `memset` call, a subprogram
-/// with a frame of its own.
+/// Fills `fresh` for an IPv6 entry first seen at tick `t`.
 #[inline(always)]
-pub fn fresh_entry(sc: *mut Scratch, now: u64) -> *const TrackState {
+pub fn fresh_entry(sc: *mut Scratch, t: u32) -> *const Track6 {
     // SAFETY: `sc` is this CPU's live scratch slot; each pointer is a field of it.
     unsafe {
         let f = &raw mut (*sc).fresh;
-        core::ptr::write_volatile(&raw mut (*f).packets_tat, 0);
-        core::ptr::write_volatile(&raw mut (*f).bytes_tat, 0);
-        core::ptr::write_volatile(&raw mut (*f).syn_tat, 0);
-        core::ptr::write_volatile(&raw mut (*f).quota.newest_lane, 0);
-        let lanes = (&raw mut (*f).quota.lanes).cast::<u64>();
-        for i in 0..QUOTA_WORDS {
-            core::ptr::write_volatile(lanes.add(i), 0);
-        }
-        core::ptr::write_volatile(&raw mut (*f).packets, 0);
-        core::ptr::write_volatile(&raw mut (*f).bytes, 0);
-        core::ptr::write_volatile(&raw mut (*f).drops, 0);
-        core::ptr::write_volatile(&raw mut (*f).first_seen_ns, now);
-        core::ptr::write_volatile(&raw mut (*f).last_seen_ns, now);
+        crate::table::fresh(&raw mut (*f).state, t);
+        core::ptr::write_volatile(&raw mut (*f).last_seen_tick, u64::from(t));
         f
     }
 }

@@ -1,19 +1,30 @@
 //! Source and prefix entries: finding or inserting them (within the
 //! new-source budget under eviction pressure) and counting packets into them.
+//! IPv4 keys live in the set tables (`table`), IPv6 ones in the LRU maps.
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use floodgate_common::{
     AddrKey, Settings, TrackState,
     pressure::{after_insert, under_pressure},
+    set_table::tick,
 };
 
 use crate::{
     atomic::Cell,
     bucket::{CAS_TRIES, Take, take},
     counters::{bump, global},
-    maps::{PREFIXES, SOURCES},
+    maps::{PREFIXES6, SOURCES6},
     scratch::{fresh_entry, scratch},
+    table::{self, Found},
 };
+
+/// Where a source or prefix is kept: its table key when it is IPv4, else its
+/// 16-byte key in the IPv6 map.
+#[derive(Clone, Copy)]
+pub(crate) enum Place<'a> {
+    V4(u32),
+    V6(&'a AddrKey),
+}
 
 /// Counts a packet into a source or prefix entry.
 ///
@@ -22,16 +33,16 @@ use crate::{
 /// source's packets arrive on one CPU (the common case: RSS keeps a flow on one
 /// queue); packets of one source on two CPUs at the same instant can lose an
 /// increment. Limits never depend on them (the buckets use compare-and-swap).
+/// When the entry was last seen is its tag's (refreshed by the lookup).
 #[inline(always)]
-pub(crate) fn account(s: *mut TrackState, len: u64, now: u64, dropped: bool) {
-    // SAFETY: `s` is a live, aligned map value; these plain u64 updates race
+pub(crate) fn account(s: *mut TrackState, len: u64, dropped: bool) {
+    // SAFETY: `s` is a live, aligned map value; these plain updates race
     // only with other CPUs updating the same counters (see above).
     unsafe {
         (*s).packets += 1;
         (*s).bytes += len;
-        (*s).last_seen_ns = now;
         if dropped {
-            (*s).drops += 1;
+            (*s).drops = (*s).drops.wrapping_add(1);
         }
     }
 }
@@ -45,19 +56,55 @@ pub(crate) fn new_source_allowed(settings: &Settings, now: u64) -> bool {
     !matches!(take(tat, &settings.new_source_budget, 1, now), Take::Over)
 }
 
+/// The tracked entry of a source (`prefix` false) or prefix, if there is one:
+/// nothing is inserted.
+#[inline(always)]
+pub(crate) fn tracked(prefix: bool, place: Place<'_>, now: u64) -> Option<*mut TrackState> {
+    match place {
+        Place::V4(key) => {
+            let t = if prefix {
+                table::prefixes()
+            } else {
+                table::sources()
+            };
+            match table::find(t, key, now) {
+                Found::Hit(p) => Some(p),
+                Found::Miss(_) => None,
+            }
+        }
+        Place::V6(key) => {
+            let v = if prefix {
+                PREFIXES6.get_ptr_mut(key)
+            } else {
+                SOURCES6.get_ptr_mut(key)
+            }?;
+            Some(table::seen6(v, now))
+        }
+    }
+}
+
 /// Looks up the source's entry, inserting a fresh one for a first-seen source.
 /// Under eviction pressure a first-seen source must first draw on the global
 /// budget: `Err(())` when it is spent (the source is not inserted, so a spoofed
-/// flood cannot churn the map).
+/// flood cannot churn the table).
 #[inline(always)]
 pub(crate) fn source_entry(
-    key: &AddrKey,
+    place: Place<'_>,
     settings: &Settings,
     now: u64,
 ) -> Result<Option<*mut TrackState>, ()> {
-    if let Some(p) = SOURCES.get_ptr_mut(key) {
-        return Ok(Some(p));
-    }
+    let miss = match place {
+        Place::V4(key) => match table::find(table::sources(), key, now) {
+            Found::Hit(p) => return Ok(Some(p)),
+            Found::Miss(set) => Some((key, set)),
+        },
+        Place::V6(key) => {
+            if let Some(v) = SOURCES6.get_ptr_mut(key) {
+                return Ok(Some(table::seen6(v, now)));
+            }
+            None
+        }
+    };
     let Some(g) = global() else { return Ok(None) };
     // SAFETY: live, aligned u64s inside the GLOBAL_STATE map value.
     let (inserts, meter) = unsafe {
@@ -73,12 +120,22 @@ pub(crate) fn source_entry(
     {
         return Err(());
     }
-    insert_fresh(false, key, now);
+    let entry = match (miss, place) {
+        (Some((key, set)), _) => set.and_then(|set| table::claim(set, key, now)),
+        (None, Place::V6(key)) => {
+            insert_fresh(false, key, now);
+            SOURCES6
+                .get_ptr_mut(key)
+                // SAFETY: only forms a field pointer inside the live map value.
+                .map(|v| unsafe { &raw mut (*v).state })
+        }
+        (None, Place::V4(_)) => None,
+    };
     inserts.add(1);
     if settings.pressure_threshold != 0 {
         meter_insert(meter, now, settings.pressure_step_ns, window);
     }
-    Ok(SOURCES.get_ptr_mut(key))
+    Ok(entry)
 }
 
 /// Moves the turnover meter for one insert. A lost compare-and-swap retries;
@@ -100,31 +157,43 @@ fn meter_insert(meter: Cell, now: u64, step: u64, window: u64) {
 /// The prefix entry, inserted when missing. Prefix inserts follow admitted
 /// sources, so the source budget bounds them too.
 #[inline(always)]
-pub(crate) fn prefix_entry(key: &AddrKey, now: u64) -> Option<*mut TrackState> {
-    if let Some(p) = PREFIXES.get_ptr_mut(key) {
-        return Some(p);
-    }
-    insert_fresh(true, key, now);
+pub(crate) fn prefix_entry(place: Place<'_>, now: u64) -> Option<*mut TrackState> {
+    let entry = match place {
+        Place::V4(key) => match table::find(table::prefixes(), key, now) {
+            Found::Hit(p) => return Some(p),
+            Found::Miss(set) => table::claim(set?, key, now),
+        },
+        Place::V6(key) => {
+            if let Some(v) = PREFIXES6.get_ptr_mut(key) {
+                return Some(table::seen6(v, now));
+            }
+            insert_fresh(true, key, now);
+            // SAFETY: only forms a field pointer inside the live map value.
+            PREFIXES6
+                .get_ptr_mut(key)
+                .map(|v| unsafe { &raw mut (*v).state })
+        }
+    };
     bump(|g| {
         // SAFETY: only forms a field pointer inside the live map value.
         unsafe { &raw mut (*g).prefix_inserts }
     });
-    PREFIXES.get_ptr_mut(key)
+    entry
 }
 
-/// Inserts a zeroed entry first seen at `now` into `PREFIXES` or `SOURCES` (a
-/// flag, not a map reference: subprogram arguments must be scalars or pointers the
-/// verifier can type). BPF_NOEXIST: when another CPU
-/// inserted the same key first, its entry (and its counts) win.
+/// Inserts a zeroed entry first seen at `now` into `PREFIXES6` or `SOURCES6`
+/// (a flag, not a map reference: subprogram arguments must be scalars or
+/// pointers the verifier can type). BPF_NOEXIST: when another CPU inserted
+/// the same key first, its entry (and its counts) win.
 #[inline(never)]
 pub(crate) fn insert_fresh(prefixes: bool, key: &AddrKey, now: u64) {
     let Some(sc) = scratch() else { return };
     // SAFETY: this CPU's scratch slot, filled just above and read by the helper.
-    let fresh = unsafe { &*fresh_entry(sc, now) };
+    let fresh = unsafe { &*fresh_entry(sc, tick(now)) };
     let r = if prefixes {
-        PREFIXES.insert(key, fresh, u64::from(BPF_NOEXIST))
+        PREFIXES6.insert(key, fresh, u64::from(BPF_NOEXIST))
     } else {
-        SOURCES.insert(key, fresh, u64::from(BPF_NOEXIST))
+        SOURCES6.insert(key, fresh, u64::from(BPF_NOEXIST))
     };
     // -EEXIST (-17) is the lost race above, not an error.
     if let Err(e) = r

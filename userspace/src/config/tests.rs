@@ -94,8 +94,8 @@ prefix_packets = "100000/s"
     assert_eq!(r.limits.syn, c.limits.syn, "unset keys inherit [limits]");
     assert_eq!(r.prefix.packets.rate, rate(100_000, SECOND));
     assert_eq!(
-        c.capacity.prefixes, 5000,
-        "prefix capacity defaults to sources"
+        c.capacity.prefixes, 625,
+        "prefix capacity defaults to an eighth of sources"
     );
 }
 

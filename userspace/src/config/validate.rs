@@ -78,8 +78,16 @@ impl Validator<'_> {
         };
         let capacity = Capacity {
             sources,
-            prefixes: self.capacity("prefixes", &c.prefixes, sources),
-            bans: self.capacity("bans", &c.bans, sources),
+            prefixes: self.capacity(
+                "prefixes",
+                &c.prefixes,
+                floodgate_common::default_prefix_capacity(sources),
+            ),
+            bans: self.capacity(
+                "bans",
+                &c.bans,
+                floodgate_common::default_ban_capacity(sources),
+            ),
             lists: self.capacity("lists", &c.lists, 262_144),
             pressure,
             pressure_window: self.pressure_window(&c.pressure_window),

@@ -73,8 +73,12 @@ pub fn parse_mem_available(meminfo: &str) -> Option<u64> {
 /// bans (1000000) or lists (262144)".
 pub fn keys_to_lower(c: &Capacity, e: &Estimate) -> String {
     let mut keys = [
-        ("sources", c.sources, e.of(&[maps::SOURCES])),
-        ("prefixes", c.prefixes, e.of(&[maps::PREFIXES])),
+        ("sources", c.sources, e.of(&[maps::SOURCES, maps::SOURCES6])),
+        (
+            "prefixes",
+            c.prefixes,
+            e.of(&[maps::PREFIXES, maps::PREFIXES6]),
+        ),
         ("bans", c.bans, e.of(&[maps::BANS])),
         (
             "lists",
@@ -197,8 +201,8 @@ mod tests {
         );
         assert!(
             msg.contains(
-                "lower [capacity] sources (1000000), prefixes (1000000), bans (1000000) or \
-                 lists (262144) in /etc/floodgate/floodgate.toml"
+                "lower [capacity] sources (1000000), lists (262144), prefixes (125000) or \
+                 bans (62500) in /etc/floodgate/floodgate.toml"
             ),
             "{msg}"
         );
@@ -217,12 +221,7 @@ mod tests {
 
     #[test]
     fn costliest_keys_first() {
-        let c = Capacity {
-            sources: 1000,
-            prefixes: 1000,
-            bans: 1000,
-            lists: 1_000_000,
-        };
+        let c = Capacity::new(1000, 1000, 1000, 1_000_000);
         let e = memory::estimate(&c, 1);
         assert_eq!(
             keys_to_lower(&c, &e),

@@ -16,7 +16,7 @@ use std::{
 };
 
 use aya::maps::{Map, lpm_trie::Key as TrieKey};
-use floodgate_common::{AddrKey, Ban, BanKey, BlockEntry, Reason, TrackState, maps};
+use floodgate_common::{AddrKey, Ban, BanKey, BlockEntry, Reason, Track6, maps, set_table::Set};
 use ipnet::IpNet;
 use tokio::sync::{Semaphore, oneshot};
 
@@ -26,6 +26,7 @@ use crate::{
     control::proto::{BanRow, Response, TopBy, TopRow},
     kernel::walk,
     loader::{Floodgate, LoadError},
+    tables::{self, SetView, Tracked},
 };
 
 /// Walks at once: a storm of scrapes queues here instead of taking every CPU.
@@ -38,6 +39,10 @@ const WALK_NICE: i32 = 10;
 pub struct Reader {
     sources: OwnedFd,
     prefixes: OwnedFd,
+    sources6: OwnedFd,
+    prefixes6: OwnedFd,
+    /// Sets of the `sources` and `prefixes` tables.
+    sets: (u32, u32),
     bans: OwnedFd,
     allow: OwnedFd,
     block: OwnedFd,
@@ -52,7 +57,7 @@ where
 {
     fg.typed_map_ref::<T>(name)?;
     let data = match fg.ebpf_ref().map(name) {
-        Some(Map::HashMap(d) | Map::LruHashMap(d) | Map::LpmTrie(d)) => d,
+        Some(Map::Array(d) | Map::HashMap(d) | Map::LruHashMap(d) | Map::LpmTrie(d)) => d,
         _ => {
             return Err(LoadError::Map {
                 name,
@@ -74,11 +79,16 @@ where
 
 impl Reader {
     pub fn new(fg: &Floodgate) -> Result<Reader, LoadError> {
-        use aya::maps::{HashMap, LpmTrie, MapData};
-        type Track<'a> = HashMap<&'a MapData, AddrKey, TrackState>;
+        use aya::maps::{Array, HashMap, LpmTrie, MapData};
+        type Table<'a> = Array<&'a MapData, Set>;
+        type Track6Map<'a> = HashMap<&'a MapData, AddrKey, Track6>;
+        let c = fg.capacity();
         Ok(Reader {
-            sources: fd_of::<Track<'_>>(fg, maps::SOURCES)?,
-            prefixes: fd_of::<Track<'_>>(fg, maps::PREFIXES)?,
+            sources: fd_of::<Table<'_>>(fg, maps::SOURCES)?,
+            prefixes: fd_of::<Table<'_>>(fg, maps::PREFIXES)?,
+            sources6: fd_of::<Track6Map<'_>>(fg, maps::SOURCES6)?,
+            prefixes6: fd_of::<Track6Map<'_>>(fg, maps::PREFIXES6)?,
+            sets: (c.source_sets(), c.prefix_sets()),
             bans: fd_of::<HashMap<&MapData, BanKey, Ban>>(fg, maps::BANS)?,
             allow: fd_of::<LpmTrie<&MapData, [u8; 16], u32>>(fg, maps::ALLOW)?,
             block: fd_of::<LpmTrie<&MapData, [u8; 16], BlockEntry>>(fg, maps::BLOCK)?,
@@ -110,17 +120,15 @@ impl Reader {
     }
 
     /// Entries of each walked map, by map name.
-    pub fn fills(&self) -> io::Result<[(&'static str, u64); 6]> {
+    pub fn fills(&self) -> io::Result<[(&'static str, u64); 8]> {
         type Trie = TrieKey<[u8; 16]>;
+        let table = |fd: &OwnedFd, sets| SetView::map(fd.as_fd(), sets, false).map(|v| v.count());
+        let v6 = |fd: &OwnedFd| walk::count_entries::<AddrKey, Track6>(fd.as_fd());
         Ok([
-            (
-                maps::SOURCES,
-                walk::count_entries::<AddrKey, TrackState>(self.sources.as_fd())?,
-            ),
-            (
-                maps::PREFIXES,
-                walk::count_entries::<AddrKey, TrackState>(self.prefixes.as_fd())?,
-            ),
+            (maps::SOURCES, table(&self.sources, self.sets.0)?),
+            (maps::PREFIXES, table(&self.prefixes, self.sets.1)?),
+            (maps::SOURCES6, v6(&self.sources6)?),
+            (maps::PREFIXES6, v6(&self.prefixes6)?),
             (
                 maps::BANS,
                 walk::count_entries::<BanKey, Ban>(self.bans.as_fd())?,
@@ -181,12 +189,12 @@ impl Reader {
         prefixes: bool,
         prefix_lens: (u32, u32),
     ) -> io::Result<Vec<TopRow>> {
-        let fd = if prefixes {
-            &self.prefixes
+        let (table, v6, sets) = if prefixes {
+            (&self.prefixes, &self.prefixes6, self.sets.1)
         } else {
-            &self.sources
+            (&self.sources, &self.sources6, self.sets.0)
         };
-        let weight = |s: &TrackState| match by {
+        let weight = |s: &Counts| match by {
             TopBy::Packets => s.packets,
             TopBy::Bytes => s.bytes,
             TopBy::Drops => s.drops,
@@ -198,7 +206,7 @@ impl Reader {
         // The n largest in one pass: a min-heap of n, not a sort of them all.
         let mut heap: BinaryHeap<Reverse<(u64, [u8; 16])>> = BinaryHeap::with_capacity(n + 1);
         let mut states = std::collections::HashMap::with_capacity(n + 1);
-        let mut offer = |addr: [u8; 16], s: TrackState| {
+        let mut offer = |addr: [u8; 16], s: Counts| {
             let w = weight(&s);
             if heap.len() < n {
                 heap.push(Reverse((w, addr)));
@@ -211,20 +219,19 @@ impl Reader {
                 states.insert(addr, s);
             }
         };
-        walk::for_each_entry::<AddrKey, TrackState>(fd.as_fd(), |k, s| {
-            let mut s = *s;
-            if let Some(b) = banned.remove(&k.addr) {
-                add_banned(&mut s, &b);
+        tables::walk_fds(table.as_fd(), sets, v6.as_fd(), |e| {
+            let mut s = Counts::of(&e);
+            if let Some(b) = banned.remove(&e.addr) {
+                s.add_banned(&b);
             }
-            offer(k.addr, s);
+            offer(e.addr, s);
         })?;
         for (addr, b) in banned {
-            let mut s = TrackState {
-                first_seen_ns: b.banned_at_ns,
+            let mut s = Counts {
                 last_seen_ns: b.banned_at_ns,
-                ..TrackState::default()
+                ..Counts::default()
             };
-            add_banned(&mut s, &b);
+            s.add_banned(&b);
             offer(addr, s);
         }
         let now = monotonic_ns();
@@ -259,12 +266,32 @@ impl Reader {
     }
 }
 
-/// Adds what the ban `b` decided to a tracked entry's counts (all drops:
-/// would-drops of a would-ban count as drops there too, as on the entry).
-fn add_banned(s: &mut TrackState, b: &Ban) {
-    s.packets += b.packets;
-    s.bytes += b.bytes;
-    s.drops += b.packets;
+/// What `top` ranks and shows of a tracked entry.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    packets: u64,
+    bytes: u64,
+    drops: u64,
+    last_seen_ns: u64,
+}
+
+impl Counts {
+    fn of(e: &Tracked) -> Counts {
+        Counts {
+            packets: e.state.packets,
+            bytes: e.state.bytes,
+            drops: u64::from(e.state.drops),
+            last_seen_ns: e.last_seen_ns(),
+        }
+    }
+
+    /// Adds what the ban `b` decided (all drops: would-drops of a would-ban
+    /// count as drops there too, as on the entry).
+    fn add_banned(&mut self, b: &Ban) {
+        self.packets += b.packets;
+        self.bytes += b.bytes;
+        self.drops += b.packets;
+    }
 }
 
 /// The mapped length of `addr`'s prefix, as the program computes it (an

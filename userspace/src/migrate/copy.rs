@@ -10,46 +10,55 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
 };
 use floodgate_common::{
-    AddrKey, Ban, BanKey, Counter, GlobalState, IfaceName, Settings, TrackState, maps,
-    previous::BanV3,
+    AddrKey, Ban, BanKey, Counter, GlobalState, IfaceName, Settings, maps, previous::TrackStateV4,
 };
 
 use crate::{
     kernel::walk,
     loader::{Floodgate, LoadError},
+    tables::{self, Tracked},
 };
 
-/// The value types of one layout version that a migration reads.
+/// How one layout version keeps what a migration reads differently.
 pub trait Layout {
-    type Track: Pod + Into<TrackState>;
-    type Global: Pod + Into<GlobalState>;
-    type Settings: Pod;
-    type Ban: Pod + Into<Ban>;
-    fn user_ban_horizon(s: &Self::Settings) -> u64;
+    /// Every tracked entry of the old `table` (`SOURCES` or `PREFIXES`) and
+    /// of its IPv6 side.
+    fn tracked(from: &Path, table: &'static str) -> Result<Vec<Tracked>, LoadError>;
 }
 
 /// This binary's layout (a resize).
 pub struct Current;
-/// The previous layout version (an upgrade): only `Ban` differs.
+/// The previous layout version (an upgrade): sources and prefixes in one
+/// LRU hash each.
 pub struct Previous;
 
 impl Layout for Current {
-    type Track = TrackState;
-    type Global = GlobalState;
-    type Settings = Settings;
-    type Ban = Ban;
-    fn user_ban_horizon(s: &Settings) -> u64 {
-        s.user_ban_horizon_ns
+    fn tracked(from: &Path, table: &'static str) -> Result<Vec<Tracked>, LoadError> {
+        let t = old(from, table)?;
+        let v6_name = tables::v6_of(table);
+        let v6 = old(from, v6_name)?;
+        let sets = tables::sets_of(table, &t)?;
+        let mut all = Vec::new();
+        tables::walk_fds(t.fd().as_fd(), sets, v6.fd().as_fd(), |e| all.push(e))
+            .map_err(io_err(table, "mmap or bpf_map_lookup_batch"))?;
+        Ok(all)
     }
 }
 
 impl Layout for Previous {
-    type Track = TrackState;
-    type Global = GlobalState;
-    type Settings = Settings;
-    type Ban = BanV3;
-    fn user_ban_horizon(s: &Settings) -> u64 {
-        s.user_ban_horizon_ns
+    fn tracked(from: &Path, table: &'static str) -> Result<Vec<Tracked>, LoadError> {
+        let data = old(from, table)?;
+        let mut all = Vec::new();
+        walk::for_each_entry::<AddrKey, TrackStateV4>(data.fd().as_fd(), |k, v| {
+            let (state, last_seen_tick) = v.split();
+            all.push(Tracked {
+                addr: k.addr,
+                state,
+                last_seen_tick,
+            });
+        })
+        .map_err(io_err(table, WALK))?;
+        Ok(all)
     }
 }
 
@@ -90,20 +99,19 @@ fn io_err(name: &'static str, call: &'static str) -> impl Fn(std::io::Error) -> 
 pub fn copy_all<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<Copied, LoadError> {
     let sources = copy_tracked::<L>(from, fg, maps::SOURCES)?;
     let prefixes = copy_tracked::<L>(from, fg, maps::PREFIXES)?;
-    let (bans, latest) = copy_bans::<L>(from, fg)?;
+    let (bans, latest) = copy_bans(from, fg)?;
     let counters = copy_counters(from, fg)?;
     copy_array::<u32>(from, fg, maps::IFINDEX_SLOTS)?;
     copy_array::<IfaceName>(from, fg, maps::IFACE_NAMES)?;
-    let global: L::Global = first(from, maps::GLOBAL_STATE)?;
+    let global: GlobalState = first(from, maps::GLOBAL_STATE)?;
     let mut m: Array<&mut MapData, GlobalState> = fg.typed_map(maps::GLOBAL_STATE)?;
-    m.set(0, global.into(), 0)
-        .map_err(map_err(maps::GLOBAL_STATE))?;
+    m.set(0, global, 0).map_err(map_err(maps::GLOBAL_STATE))?;
     // Bans made from userspace stay enforced from the first settings write on
     // (the program skips ban lookups past both horizons).
-    let settings: L::Settings = first(from, maps::SETTINGS)?;
+    let settings: Settings = first(from, maps::SETTINGS)?;
     fg.user_ban_horizon_ns = fg
         .user_ban_horizon_ns
-        .max(L::user_ban_horizon(&settings))
+        .max(settings.user_ban_horizon_ns)
         .max(latest);
     Ok(Copied {
         sources,
@@ -120,33 +128,25 @@ fn first<T: Pod>(from: &Path, name: &'static str) -> Result<T, LoadError> {
     m.get(&0, 0).map_err(map_err(name))
 }
 
-/// `SOURCES` or `PREFIXES`, oldest activity first, so that when the new map
-/// is smaller its LRU keeps the most recently seen.
+/// `SOURCES` or `PREFIXES` with their IPv6 sides, oldest activity first, so
+/// that when the new tables are smaller the most recently seen are kept.
 fn copy_tracked<L: Layout>(
     from: &Path,
     fg: &mut Floodgate,
-    name: &'static str,
+    table: &'static str,
 ) -> Result<u64, LoadError> {
-    let data = old(from, name)?;
-    let mut all: Vec<(AddrKey, TrackState)> = Vec::new();
-    walk::for_each_entry::<AddrKey, L::Track>(data.fd().as_fd(), |k, v| {
-        all.push((*k, (*v).into()));
-    })
-    .map_err(io_err(name, WALK))?;
-    all.sort_by_key(|(_, s)| s.last_seen_ns);
-    let mut m: HashMap<&mut MapData, AddrKey, TrackState> = fg.typed_map(name)?;
-    for (k, s) in &all {
-        m.insert(k, s, 0).map_err(map_err(name))?;
-    }
+    let mut all = L::tracked(from, table)?;
+    all.sort_by_key(|e| e.last_seen_tick);
+    fg.put_tracked(table, &all)?;
     Ok(all.len() as u64)
 }
 
 /// Every ban, active or remembered for its offences, those ending last
 /// inserted last. Returns how many and the latest end.
-fn copy_bans<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<(u64, u64), LoadError> {
+fn copy_bans(from: &Path, fg: &mut Floodgate) -> Result<(u64, u64), LoadError> {
     let data = old(from, maps::BANS)?;
     let mut all: Vec<(BanKey, Ban)> = Vec::new();
-    walk::for_each_entry::<BanKey, L::Ban>(data.fd().as_fd(), |k, b| all.push((*k, (*b).into())))
+    walk::for_each_entry::<BanKey, Ban>(data.fd().as_fd(), |k, b| all.push((*k, *b)))
         .map_err(io_err(maps::BANS, WALK))?;
     all.sort_by_key(|(_, b)| b.until_ns);
     let latest = all.last().map_or(0, |(_, b)| b.until_ns);
@@ -161,10 +161,10 @@ fn copy_bans<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<(u64, u64), L
 /// those the old program made after the copy. Inserted through
 /// `insert_ban`, which raises the user ban horizon so the new program looks
 /// them up. Returns how many.
-pub fn sweep_bans<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<u64, LoadError> {
+pub fn sweep_bans(from: &Path, fg: &mut Floodgate) -> Result<u64, LoadError> {
     let data = old(from, maps::BANS)?;
     let mut late: Vec<(BanKey, Ban)> = Vec::new();
-    walk::for_each_entry::<BanKey, L::Ban>(data.fd().as_fd(), |k, b| late.push((*k, (*b).into())))
+    walk::for_each_entry::<BanKey, Ban>(data.fd().as_fd(), |k, b| late.push((*k, *b)))
         .map_err(io_err(maps::BANS, WALK))?;
     let mut n = 0;
     for (k, b) in late {

@@ -15,8 +15,12 @@ pub use copy::Copied;
 
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Array, MapData};
-use floodgate_common::{LAYOUT_VERSION, Meta, maps, previous::PREVIOUS_LAYOUT_VERSION};
+use std::os::fd::AsFd as _;
+
+use aya::maps::MapData;
+use floodgate_common::{
+    LAYOUT_VERSION, Meta, maps, previous::PREVIOUS_LAYOUT_VERSION, set_table::WAYS,
+};
 use tracing::info;
 
 use crate::loader::{Capacity, Floodgate, LoadError};
@@ -80,6 +84,12 @@ pub fn inspect(dir: &Path, wanted: &Capacity) -> Result<Pinned, LoadError> {
 
 /// The layout version in `dir`'s pinned `META`; None when nothing is pinned.
 fn pinned_layout(dir: &Path) -> Result<Option<u32>, LoadError> {
+    Ok(pinned_meta(dir)?.map(|m| m.layout_version))
+}
+
+/// `dir`'s pinned `META`, read as this layout's (an older, shorter one reads
+/// with zeroes past its end); None when nothing is pinned.
+pub fn pinned_meta(dir: &Path) -> Result<Option<Meta>, LoadError> {
     let path = dir.join(maps::META);
     if !path.exists() {
         return Ok(None);
@@ -89,23 +99,43 @@ fn pinned_layout(dir: &Path) -> Result<Option<u32>, LoadError> {
         source,
     };
     let data = MapData::from_pin(&path).map_err(map_err)?;
-    let meta: Array<_, Meta> = Array::try_from(aya::maps::Map::Array(data)).map_err(map_err)?;
-    Ok(Some(meta.get(&0, 0).map_err(map_err)?.layout_version))
+    crate::kernel::walk::lookup::<u32, Meta>(data.fd().as_fd(), &0).map_err(|io_error| {
+        map_err(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_map_lookup_elem",
+            io_error,
+        }))
+    })
 }
 
 /// The capacities the maps pinned in `dir` really have (the kernel's
-/// `max_entries`).
+/// `max_entries`; a table's in ways). Layout-4 pins have one LRU map for
+/// sources and one for prefixes: their sizes are given as the IPv4 ones, and
+/// the IPv6 ones as 0.
 pub fn pinned_capacity(dir: &Path) -> Result<Capacity, LoadError> {
-    let max = |name: &'static str| -> Result<u32, LoadError> {
+    let max = |name: &'static str| -> Result<Option<u32>, LoadError> {
+        let path = dir.join(name);
+        if !path.exists() {
+            return Ok(None);
+        }
         let map_err = |source| LoadError::Map { name, source };
-        let data = MapData::from_pin(dir.join(name)).map_err(map_err)?;
-        Ok(data.info().map_err(map_err)?.max_entries())
+        let data = MapData::from_pin(path).map_err(map_err)?;
+        Ok(Some(data.info().map_err(map_err)?.max_entries()))
     };
+    let need = |name: &'static str| -> Result<u32, LoadError> {
+        max(name)?.ok_or(LoadError::Map {
+            name,
+            source: aya::maps::MapError::InvalidName { name: name.into() },
+        })
+    };
+    let sources6 = max(maps::SOURCES6)?;
+    let ways = |n: u32| if sources6.is_some() { n * WAYS } else { n };
     Ok(Capacity {
-        sources: max(maps::SOURCES)?,
-        prefixes: max(maps::PREFIXES)?,
-        bans: max(maps::BANS)?,
-        lists: max(maps::BLOCK)?,
+        sources: ways(need(maps::SOURCES)?),
+        prefixes: ways(need(maps::PREFIXES)?),
+        sources6: sources6.unwrap_or(0),
+        prefixes6: max(maps::PREFIXES6)?.unwrap_or(0),
+        bans: need(maps::BANS)?,
+        lists: need(maps::BLOCK)?,
     })
 }
 
@@ -122,6 +152,8 @@ impl Migration {
         for (name, from, to) in [
             ("sources", self.capacity.sources, to.sources),
             ("prefixes", self.capacity.prefixes, to.prefixes),
+            ("IPv6 sources", self.capacity.sources6, to.sources6),
+            ("IPv6 prefixes", self.capacity.prefixes6, to.prefixes6),
             ("bans", self.capacity.bans, to.bans),
             ("lists", self.capacity.lists, to.lists),
         ] {
@@ -167,11 +199,7 @@ impl Migration {
         // finishing on another CPU: give it a moment.
         std::thread::sleep(SETTLE);
         let late = Late {
-            bans: if self.version == LAYOUT_VERSION {
-                copy::sweep_bans::<copy::Current>(&self.from, fg)?
-            } else {
-                copy::sweep_bans::<copy::Previous>(&self.from, fg)?
-            },
+            bans: copy::sweep_bans(&self.from, fg)?,
             packets: copy::add_late_counters(&self.from, fg, &copied.counters)?,
         };
         let io = |path: &Path| {

@@ -1,14 +1,19 @@
 //! Typed reads and writes of the program's maps.
 
+mod set_view;
+mod tracked;
 mod tries;
 
-use std::{collections::BTreeMap, net::IpAddr};
+pub use set_view::{SetView, Way};
+pub use tracked::{Tracked, count_fds, sets_of, tick_of, v6_of, walk_fds};
+
+use std::collections::BTreeMap;
 
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
 use floodgate_common::{
-    AddrKey, Ban, BanKey, BlockEntry, COUNTER_ENTRIES, Counter, GlobalState, IFACE_SLOTS,
-    IfaceName, MAX_IFINDEX, Policy, PortKey, SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK,
-    SETTINGS_HAS_RULES, Settings, TrackState, maps,
+    Ban, BanKey, BlockEntry, COUNTER_ENTRIES, Counter, GlobalState, IFACE_SLOTS, IfaceName,
+    MAX_IFINDEX, Policy, PortKey, SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK, SETTINGS_HAS_RULES,
+    Settings, maps,
 };
 
 use crate::loader::{Floodgate, LoadError};
@@ -231,34 +236,6 @@ impl Floodgate {
     pub fn global_state(&self) -> Result<GlobalState, LoadError> {
         let m: Array<_, GlobalState> = self.typed_map_ref(maps::GLOBAL_STATE)?;
         m.get(&0, 0).map_err(map_err(maps::GLOBAL_STATE))
-    }
-
-    /// Every tracked source (or prefix, with `maps::PREFIXES`).
-    pub fn tracked(&self, name: &'static str) -> Result<Vec<(IpAddr, TrackState)>, LoadError> {
-        let m: HashMap<&MapData, AddrKey, TrackState> = self.typed_map_ref(name)?;
-        let mut out = Vec::new();
-        for item in m.iter() {
-            match item {
-                Ok((k, v)) => out.push((crate::addr::unmapped(k.addr), v)),
-                // An LRU entry evicted while we walk: skip it.
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(map_err(name)(e)),
-            }
-        }
-        Ok(out)
-    }
-
-    /// One source's state, if tracked.
-    pub fn source(&self, addr: IpAddr) -> Result<Option<TrackState>, LoadError> {
-        let m: HashMap<&MapData, AddrKey, TrackState> = self.typed_map_ref(maps::SOURCES)?;
-        let key = AddrKey {
-            addr: crate::addr::mapped(addr),
-        };
-        match m.get(&key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(maps::SOURCES)(e)),
-        }
     }
 
     /// Kernel memory charged to each map (`memlock` in its fdinfo), in bytes.

@@ -88,6 +88,8 @@ impl Engine {
         let maps = [
             (maps::SOURCES, c.sources),
             (maps::PREFIXES, c.prefixes),
+            (maps::SOURCES6, c.sources6),
+            (maps::PREFIXES6, c.prefixes6),
             (maps::BANS, c.bans),
             (maps::ALLOW, c.lists),
             (maps::BLOCK, c.lists),

@@ -1,0 +1,180 @@
+//! The IPv4 set tables (`floodgate_common::set_table`) as the program walks
+//! them: the four tags of a set read from its first cache line, a hit's tag
+//! refreshed at most once a tick, a miss's way claimed with one CAS.
+
+use aya_ebpf::{Global, maps::Array};
+use floodgate_common::{
+    Track6, TrackState,
+    quota::QUOTA_WORDS,
+    set_table::{Set, WAYS, holds, set_of, tag, tag_tick, tick, victim},
+};
+
+use crate::{
+    atomic::Cell,
+    maps::{PREFIXES, SOURCES, TABLE_SEED},
+};
+
+/// Sets of `SOURCES` and of `PREFIXES` (their `max_entries`), given by
+/// userspace at load like the seed.
+#[unsafe(no_mangle)]
+static SOURCE_SETS: Global<u32> = Global::new(1);
+#[unsafe(no_mangle)]
+static PREFIX_SETS: Global<u32> = Global::new(1);
+
+/// A table and its number of sets.
+#[derive(Clone, Copy)]
+pub(crate) struct Table {
+    map: &'static Array<Set>,
+    sets: u32,
+}
+
+#[inline(always)]
+pub(crate) fn sources() -> Table {
+    Table {
+        map: &SOURCES,
+        sets: SOURCE_SETS.load(),
+    }
+}
+
+#[inline(always)]
+pub(crate) fn prefixes() -> Table {
+    Table {
+        map: &PREFIXES,
+        sets: PREFIX_SETS.load(),
+    }
+}
+
+/// A way a newcomer may claim: its set, its index and the tag it had.
+#[derive(Clone, Copy)]
+pub(crate) struct Miss {
+    set: *mut Set,
+    way: usize,
+    old: u64,
+}
+
+pub(crate) enum Found {
+    /// The key's state.
+    Hit(*mut TrackState),
+    /// Not in the table; None only when the set is out of the map (a table
+    /// loaded without its sizes).
+    Miss(Option<Miss>),
+}
+
+/// Tag `w` of `set` as an atomic cell.
+#[inline(always)]
+fn tag_cell(set: *mut Set, w: usize) -> Cell {
+    // SAFETY: `set` is a live, aligned map value and `w < WAYS`: the pointer
+    // stays inside its `tags`.
+    unsafe {
+        Cell::new(
+            (&raw mut (*set).tags)
+                .cast::<u64>()
+                .add(w & (WAYS as usize - 1)),
+        )
+    }
+}
+
+/// The state of way `w` of `set`.
+#[inline(always)]
+fn way_state(set: *mut Set, w: usize) -> *mut TrackState {
+    // SAFETY: as in `tag_cell`: inside the set's `ways`.
+    unsafe {
+        (&raw mut (*set).ways)
+            .cast::<TrackState>()
+            .add(w & (WAYS as usize - 1))
+    }
+}
+
+/// Looks `key` up in `t`. A hit whose tag is older than this tick gets it
+/// refreshed (a lost race means another CPU refreshed it or claimed the way:
+/// either is current).
+#[inline(always)]
+pub(crate) fn find(t: Table, key: u32, now: u64) -> Found {
+    let Some(set) = t.map.get_ptr_mut(set_of(key, TABLE_SEED.load(), t.sets)) else {
+        return Found::Miss(None);
+    };
+    let (t0, t1, t2, t3) = (
+        tag_cell(set, 0).load(),
+        tag_cell(set, 1).load(),
+        tag_cell(set, 2).load(),
+        tag_cell(set, 3).load(),
+    );
+    let (w, held) = if holds(t0, key) {
+        (0, t0)
+    } else if holds(t1, key) {
+        (1, t1)
+    } else if holds(t2, key) {
+        (2, t2)
+    } else if holds(t3, key) {
+        (3, t3)
+    } else {
+        let w = victim(&[t0, t1, t2, t3], tick(now));
+        let old = match w {
+            0 => t0,
+            1 => t1,
+            2 => t2,
+            _ => t3,
+        };
+        return Found::Miss(Some(Miss { set, way: w, old }));
+    };
+    let now_tick = tick(now);
+    if tag_tick(held) != now_tick {
+        let _ = tag_cell(set, w).cas(held, tag(key, now_tick));
+    }
+    Found::Hit(way_state(set, w))
+}
+
+/// Claims the way of `miss` for `key`, with a fresh state. When another CPU
+/// claimed it this instant for the same key, that entry is used; for another
+/// key, None (the packet is not tracked: its source is a newcomer either way).
+#[inline(always)]
+pub(crate) fn claim(miss: Miss, key: u32, now: u64) -> Option<*mut TrackState> {
+    let t = tick(now);
+    let s = way_state(miss.set, miss.way);
+    match tag_cell(miss.set, miss.way).cas(miss.old, tag(key, t)) {
+        Ok(_) => {
+            fresh(s, t);
+            Some(s)
+        }
+        Err(current) if holds(current, key) => Some(s),
+        Err(_) => None,
+    }
+}
+
+/// The state of an IPv6 entry, its last-seen tick brought to `now`'s.
+#[inline(always)]
+pub(crate) fn seen6(v: *mut Track6, now: u64) -> *mut TrackState {
+    let t = u64::from(tick(now));
+    // SAFETY: `v` is a live, aligned map value; a plain store of the tick
+    // races only with other CPUs storing the same or a later tick.
+    unsafe {
+        if (*v).last_seen_tick != t {
+            (*v).last_seen_tick = t;
+        }
+        &raw mut (*v).state
+    }
+}
+
+/// Writes a fresh state first seen at tick `t` into `s`, one store per field:
+/// volatile so LLVM cannot fold the zeroes into a `memset` call, a subprogram
+/// with a frame of its own. Another CPU may read the way between the claim
+/// and these stores: it sees the evicted entry's buckets for that instant.
+#[inline(always)]
+pub(crate) fn fresh(s: *mut TrackState, t: u32) {
+    // SAFETY: `s` is a live, aligned TrackState (map value or scratch); each
+    // pointer is a field of it.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*s).packets_tat, 0);
+        core::ptr::write_volatile(&raw mut (*s).bytes_tat, 0);
+        core::ptr::write_volatile(&raw mut (*s).syn_tat, 0);
+        core::ptr::write_volatile(&raw mut (*s).quota.newest_lane, 0);
+        let lanes = (&raw mut (*s).quota.lanes).cast::<u64>();
+        for i in 0..QUOTA_WORDS {
+            core::ptr::write_volatile(lanes.add(i), 0);
+        }
+        core::ptr::write_volatile(&raw mut (*s).packets, 0);
+        core::ptr::write_volatile(&raw mut (*s).bytes, 0);
+        core::ptr::write_volatile(&raw mut (*s).drops, 0);
+        core::ptr::write_volatile(&raw mut (*s).first_seen_tick, t);
+    }
+}

@@ -1,0 +1,152 @@
+//! A set table (`floodgate_common::set_table`) mapped into this process: the
+//! kernel's array memory itself (BPF_F_MMAPABLE), read set by set in order —
+//! no syscall per entry, so a walk of a million sources is a sequential read
+//! of its memory, not a million lookups.
+
+use std::{
+    io,
+    os::fd::{AsRawFd as _, BorrowedFd},
+    ptr::NonNull,
+};
+
+use floodgate_common::{
+    TrackState,
+    set_table::{Set, holds, set_of, tag, tag_key, tag_tick, victim},
+};
+
+/// One claimed way: its key, the tick it was last seen at, its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Way {
+    pub key: u32,
+    pub last_seen_tick: u32,
+    pub state: TrackState,
+}
+
+/// A table's sets, mapped shared.
+pub struct SetView {
+    sets: NonNull<Set>,
+    count: usize,
+    writable: bool,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; every
+// access is a volatile copy of a whole set.
+unsafe impl Send for SetView {}
+// SAFETY: as above; `&self` methods only read.
+unsafe impl Sync for SetView {}
+
+impl SetView {
+    /// Maps the `sets` sets of the table `fd`; `writable` for [`SetView::put`].
+    pub fn map(fd: BorrowedFd<'_>, sets: u32, writable: bool) -> io::Result<SetView> {
+        let count = sets as usize;
+        let len = count * size_of::<Set>();
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a fresh shared mapping of the map's fd; the kernel checks
+        // the length against the map's size.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let sets = NonNull::new(p.cast::<Set>()).ok_or_else(|| io::Error::other("mmap gave 0"))?;
+        Ok(SetView {
+            sets,
+            count,
+            writable,
+        })
+    }
+
+    /// Sets in the table.
+    pub fn sets(&self) -> u32 {
+        self.count as u32
+    }
+
+    /// A copy of set `i` (the program may change it meanwhile: a way
+    /// claimed or refreshed during the copy reads as either).
+    fn set(&self, i: usize) -> Set {
+        // SAFETY: `i < count`, inside the mapping; Set is Pod.
+        unsafe { std::ptr::read_volatile(self.sets.as_ptr().add(i)) }
+    }
+
+    /// Calls `f` with every claimed way.
+    pub fn for_each(&self, mut f: impl FnMut(Way)) {
+        for i in 0..self.count {
+            let set = self.set(i);
+            for (t, state) in set.tags.iter().zip(set.ways) {
+                if *t != 0 {
+                    f(Way {
+                        key: tag_key(*t),
+                        last_seen_tick: tag_tick(*t),
+                        state,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Claimed ways.
+    pub fn count(&self) -> u64 {
+        let mut n = 0;
+        for i in 0..self.count {
+            n += self.set(i).tags.iter().filter(|t| **t != 0).count() as u64;
+        }
+        n
+    }
+
+    /// The way holding `key` in a table hashed with `seed`.
+    pub fn get(&self, key: u32, seed: u64) -> Option<Way> {
+        let set = self.set(set_of(key, seed, self.sets()) as usize);
+        set.tags
+            .iter()
+            .zip(set.ways)
+            .find(|(t, _)| holds(**t, key))
+            .map(|(t, state)| Way {
+                key,
+                last_seen_tick: tag_tick(*t),
+                state,
+            })
+    }
+
+    /// Writes `way` into the table hashed with `seed` as the program would
+    /// insert it: over the way already holding its key, else the set's first
+    /// empty way or the one seen longest ago. Plain stores: for tables no
+    /// program runs on yet (a migration's new maps, a test's).
+    pub fn put(&mut self, way: &Way, seed: u64) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        }
+        let i = set_of(way.key, seed, self.sets()) as usize;
+        let mut set = self.set(i);
+        let w = set
+            .tags
+            .iter()
+            .position(|t| holds(*t, way.key))
+            .unwrap_or_else(|| victim(&set.tags, way.last_seen_tick));
+        set.tags[w] = tag(way.key, way.last_seen_tick | 1);
+        set.ways[w] = way.state;
+        // SAFETY: `i < count`, inside a writable mapping (checked above).
+        unsafe { std::ptr::write_volatile(self.sets.as_ptr().add(i), set) };
+        Ok(())
+    }
+}
+
+impl Drop for SetView {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unmapped once.
+        unsafe {
+            libc::munmap(self.sets.as_ptr().cast(), self.count * size_of::<Set>());
+        }
+    }
+}

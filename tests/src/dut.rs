@@ -82,12 +82,7 @@ pub struct Dut {
 impl Dut {
     /// Loads the program with small maps (no pins) and no limits.
     pub fn load() -> Result<Dut> {
-        Dut::load_with(Capacity {
-            sources: 4096,
-            prefixes: 4096,
-            bans: 4096,
-            lists: 4096,
-        })
+        Dut::load_with(Capacity::new(4096, 4096, 4096, 4096))
     }
 
     pub fn load_with(capacity: Capacity) -> Result<Dut> {

@@ -9,9 +9,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-/// The last commit whose program has the previous layout version, 3
+/// The last commit whose program has the previous layout version, 4
 /// (`floodgate_common::previous::PREVIOUS_LAYOUT_VERSION`).
-pub const PREVIOUS_LAYOUT_COMMIT: &str = "e75cc925749d30a5e63c212cef9e0286cb88056f";
+pub const PREVIOUS_LAYOUT_COMMIT: &str = "070371ffbad2eb78b1fb2647fade4b19185ffc62";
 
 /// One build at a time within a test binary.
 static BUILD: Mutex<()> = Mutex::new(());

@@ -71,12 +71,7 @@ impl StackReport {
 
 /// Loads `object` (the floodgate program) and returns the verifier's stack report.
 pub fn stack_report(object: &[u8]) -> Result<StackReport> {
-    let capacity = Capacity {
-        sources: 1024,
-        prefixes: 1024,
-        bans: 1024,
-        lists: 1024,
-    };
+    let capacity = Capacity::new(1024, 1024, 1024, 1024);
     let fg = Floodgate::load(capacity, None).context("loading the program through aya")?;
     let fs = BpfFs::new()?;
     let mut fds: HashMap<String, MapData> = HashMap::new();

@@ -112,15 +112,7 @@ fn no_header_chain_carries_a_blocked_source_to_a_socket() -> Result<()> {
     // 2. The program on the edge side, every frame's source block-listed.
     let ifname = link.a_if.clone();
     let fg = edge.enter(move || -> Result<Floodgate> {
-        let mut fg = Floodgate::load(
-            Capacity {
-                sources: 1024,
-                prefixes: 1024,
-                bans: 1024,
-                lists: 64,
-            },
-            None,
-        )?;
+        let mut fg = Floodgate::load(Capacity::new(1024, 1024, 1024, 64), None)?;
         fg.write_settings(&settings())?;
         fg.write_policies(&[Policy::default()], 0)?;
         fg.sync_block(&[

@@ -637,12 +637,7 @@ fn traffic_outside_the_port_scope_is_counted_not_limited() -> Result<()> {
 
 #[test]
 fn spoofed_sources_beyond_capacity_draw_on_the_new_source_budget() -> Result<()> {
-    let mut dut = Dut::load_with(Capacity {
-        sources: 256,
-        prefixes: 256,
-        bans: 256,
-        lists: 64,
-    })?;
+    let mut dut = Dut::load_with(Capacity::new(256, 256, 256, 64))?;
     let mut s = settings();
     floodgate_tests::dut::pressure(&mut s, 200, Duration::from_secs(60));
     s.new_source_budget = per_sec(1, 25);

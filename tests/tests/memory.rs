@@ -93,12 +93,7 @@ fn adopted_maps_are_not_refused_and_status_shows_their_cost() -> Result<()> {
     let mut d = DaemonLab::new("memadp", BIN, UDP_LIMITED)?;
     d.start()?;
     let json = d.json(&["status"])?;
-    let cap = Capacity {
-        sources: 4096,
-        prefixes: 4096,
-        bans: 4096,
-        lists: 262_144,
-    };
+    let cap = Capacity::new(4096, 4096, 4096, 262_144);
     let need = estimate(&cap, possible_cpus());
     ensure!(
         json["kernel_memory"]["at_capacity_bytes"].as_u64() == Some(need.total()),

@@ -14,12 +14,7 @@ use floodgate_tests::{
     packets::{Frame, ip},
 };
 
-const CAP: Capacity = Capacity {
-    sources: 1024,
-    prefixes: 1024,
-    bans: 1024,
-    lists: 1024,
-};
+const CAP: Capacity = Capacity::new(1024, 1024, 1024, 1024);
 
 fn run(fg: &Floodgate, frame: &[u8]) -> Result<u32> {
     use aya::programs::TestRun as _;

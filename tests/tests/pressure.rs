@@ -20,12 +20,7 @@ fn source(i: u32) -> IpAddr {
 
 #[test]
 fn pressure_ends_within_a_window_of_the_flood() -> Result<()> {
-    let mut dut = Dut::load_with(Capacity {
-        sources: 256,
-        prefixes: 256,
-        bans: 256,
-        lists: 64,
-    })?;
+    let mut dut = Dut::load_with(Capacity::new(256, 256, 256, 64))?;
     let mut s = settings();
     pressure(&mut s, 50, Duration::from_secs(1));
     // A budget of one source a minute: under pressure nothing more is new.
@@ -65,12 +60,7 @@ fn pressure_ends_within_a_window_of_the_flood() -> Result<()> {
 
 #[test]
 fn a_slow_stream_of_new_sources_is_never_pressure() -> Result<()> {
-    let mut dut = Dut::load_with(Capacity {
-        sources: 64,
-        prefixes: 64,
-        bans: 64,
-        lists: 64,
-    })?;
+    let mut dut = Dut::load_with(Capacity::new(64, 64, 64, 64))?;
     let mut s = settings();
     // 100 a second would be pressure; 50 a second, for three times the map's
     // capacity, is not (the map turns over, but slower than that).

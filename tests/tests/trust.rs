@@ -9,11 +9,9 @@
 use std::{net::IpAddr, thread::sleep, time::Duration};
 
 use anyhow::Result;
-use aya::maps::HashMap;
 use floodgate::addr::mapped;
 use floodgate_common::{
-    AddrKey, Ban, BanKey, Policy, PortKey, Reason, SETTINGS_PORTS_SCOPED, TrackState, Verdict,
-    limit::MAX_OFFENSES, maps,
+    Ban, BanKey, Policy, PortKey, Reason, SETTINGS_PORTS_SCOPED, Verdict, limit::MAX_OFFENSES, maps,
 };
 use floodgate_tests::{
     dut::{Dut, XDP_DROP, XDP_PASS, monotonic_ns, per_sec, settings},
@@ -128,19 +126,14 @@ fn a_wrapped_bucket_counts_as_now() -> Result<()> {
     let src = ip("198.18.94.1");
     let f = Frame::udp(src, 80).build();
     assert_eq!(dut.run(&f)?, XDP_PASS);
-    let now = monotonic_ns();
-    let mut sources: HashMap<_, AddrKey, TrackState> = dut.fg.typed_map(maps::SOURCES)?;
-    let key = AddrKey { addr: mapped(src) };
-    let state = sources.get(&key, 0)?;
-    sources.insert(
-        key,
-        TrackState {
-            packets_tat: 0u64.wrapping_sub(100 * MS),
-            first_seen_ns: now,
-            ..state
-        },
-        0,
-    )?;
+    let mut entry = dut
+        .fg
+        .tracked_entries(maps::SOURCES)?
+        .into_iter()
+        .find(|e| e.addr == mapped(src))
+        .expect("the source is tracked");
+    entry.state.packets_tat = 0u64.wrapping_sub(100 * MS);
+    dut.fg.put_tracked(maps::SOURCES, &[entry])?;
     assert_eq!(dut.run_n(&f, 5)?, 5, "the burst is there again");
     Ok(())
 }

@@ -17,11 +17,13 @@ use aya::{
     maps::{Array, HashMap, MapData},
     programs::{Xdp, links::FdLink, xdp::XdpMode},
 };
-use floodgate::{addr::mapped, loader::Capacity};
+use floodgate::{
+    addr::mapped,
+    loader::{Capacity, Globals},
+};
 use floodgate_common::{
-    AddrKey, BanKey, LAYOUT_VERSION, Meta, PROGRAM_NAME, Reason, SETTINGS_READY, Settings,
-    TrackState, maps,
-    previous::{BanV3, PREVIOUS_LAYOUT_VERSION},
+    AddrKey, Ban, BanKey, LAYOUT_VERSION, PROGRAM_NAME, Reason, SETTINGS_READY, Settings, maps,
+    previous::{PREVIOUS_LAYOUT_VERSION, TrackStateV4},
 };
 use floodgate_tests::{
     daemon::{DaemonLab, LIMITED, burst_through, n, to_crawler_side},
@@ -44,6 +46,18 @@ const STEADY: &str = "198.18.1.3";
 const QUIET: &str = "198.18.1.9";
 const QUIET_PACKETS: u64 = 987_654;
 
+/// `Meta` of layout 4: no seed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct MetaV4 {
+    layout_version: u32,
+    _pad: u32,
+    source_capacity: u64,
+}
+
+// SAFETY: `repr(C)`, `Copy`, integers only, no hidden padding.
+unsafe impl aya::Pod for MetaV4 {}
+
 /// The capacities the daemon asks for with `config`.
 fn capacity_of(config: &Path) -> Result<Capacity> {
     let c = floodgate::config::Config::load(config)?;
@@ -61,41 +75,46 @@ fn pin_previous_layout(d: &DaemonLab, cap: Capacity) -> Result<()> {
         let maps_dir = pin_dir.join("maps");
         std::fs::create_dir_all(&maps_dir)?;
         std::fs::create_dir_all(pin_dir.join("links"))?;
-        let mut loader = floodgate::loader::sized_loader(&cap);
+        // The previous program has no set tables: its SOURCES and PREFIXES
+        // are LRU maps of the sizes given here.
+        let globals = Globals::new(&cap, 1);
+        let mut loader = floodgate::loader::sized_loader(&cap, &globals);
         for name in maps::ALL {
             loader.map_pin_path(name, maps_dir.join(name));
         }
         let mut ebpf = loader.load(&object)?;
         let now = monotonic_ns();
-        let mut meta: Array<&mut MapData, Meta> =
+        let mut meta: Array<&mut MapData, MetaV4> =
             Array::try_from(ebpf.map_mut(maps::META).context("META")?)?;
         meta.set(
             0,
-            Meta {
+            MetaV4 {
                 layout_version: PREVIOUS_LAYOUT_VERSION,
                 _pad: 0,
                 source_capacity: u64::from(cap.sources),
             },
             0,
         )?;
-        let mut bans: HashMap<&mut MapData, BanKey, BanV3> =
+        let mut bans: HashMap<&mut MapData, BanKey, Ban> =
             HashMap::try_from(ebpf.map_mut(maps::BANS).context("BANS")?)?;
-        let ban = BanV3 {
+        let ban = Ban {
             until_ns: now + HOUR_NS,
             duration_ns: HOUR_NS,
             banned_at_ns: now,
             offenses: 3,
             reason: Reason::RatePackets as u32,
+            packets: 0,
+            bytes: 0,
         };
         bans.insert(BanKey::source(mapped(BANNED.parse()?)), ban, 0)?;
-        let mut sources: HashMap<&mut MapData, AddrKey, TrackState> =
+        let mut sources: HashMap<&mut MapData, AddrKey, TrackStateV4> =
             HashMap::try_from(ebpf.map_mut(maps::SOURCES).context("SOURCES")?)?;
-        let quiet = TrackState {
+        let quiet = TrackStateV4 {
             packets: QUIET_PACKETS,
             bytes: 64 * QUIET_PACKETS,
             first_seen_ns: now - 1,
             last_seen_ns: now,
-            ..TrackState::default()
+            ..TrackStateV4::default()
         };
         sources.insert(
             AddrKey {
@@ -142,7 +161,8 @@ fn link_ids(path: &Path) -> Result<(u64, u64)> {
 
 fn meta_version(pin_dir: &Path) -> Result<u32> {
     let data = MapData::from_pin(pin_dir.join("maps").join(maps::META))?;
-    let meta: Array<MapData, Meta> = Array::try_from(aya::maps::Map::Array(data))?;
+    let meta: Array<MapData, floodgate_common::Meta> =
+        Array::try_from(aya::maps::Map::Array(data))?;
     Ok(meta.get(&0, 0)?.layout_version)
 }
 

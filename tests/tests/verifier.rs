@@ -4,12 +4,7 @@ use floodgate::loader::{Capacity, Floodgate};
 
 #[test]
 fn verifier_accepts_the_program() {
-    let cap = Capacity {
-        sources: 1024,
-        prefixes: 1024,
-        bans: 1024,
-        lists: 1024,
-    };
+    let cap = Capacity::new(1024, 1024, 1024, 1024);
     let fg = Floodgate::load(cap, None);
     assert!(
         fg.is_ok(),

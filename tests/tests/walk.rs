@@ -1,19 +1,34 @@
-//! The batched map walks behind `status`, `top`, `bans list` and every scrape
-//! (BPF_MAP_LOOKUP_BATCH over the real program's maps) read exactly what the
-//! per-key walk reads, across many batches.
+//! The walks behind `status`, `top`, `bans list` and every scrape (the IPv4
+//! tables by mmap, the IPv6 maps and bans by BPF_MAP_LOOKUP_BATCH, over the
+//! real program's maps) read exactly what was written, across many batches.
 
 use std::net::IpAddr;
 
 use anyhow::Result;
 use aya::maps::{HashMap, MapData};
-use floodgate::{control::proto::TopBy, daemon::reader::Reader, loader::Capacity};
-use floodgate_common::{AddrKey, Ban, BanKey, Reason, TrackState, maps};
+use floodgate::{
+    control::proto::TopBy,
+    daemon::reader::Reader,
+    loader::Capacity,
+    tables::{Tracked, tick_of},
+};
+use floodgate_common::{Ban, BanKey, Reason, TrackState, maps};
 use floodgate_tests::dut::{Dut, monotonic_ns};
 
-/// More than a few batches of the walk's 4096.
+/// More than a few batches of the walk's 4096; one in ten IPv4.
 const SOURCES: u32 = 20_000;
 const BANS: u32 = 3_000;
 const PREFIXES: u32 = 1_500;
+
+/// Source `i`: IPv4 (198.18.0.0/15) for one in ten, else IPv6.
+fn source(i: u32) -> [u8; 16] {
+    if i.is_multiple_of(10) {
+        let v4 = 0xc612_0000 + i;
+        floodgate::addr::mapped(IpAddr::from(std::net::Ipv4Addr::from(v4)))
+    } else {
+        addr(0, i)
+    }
+}
 
 fn addr(net: u8, i: u32) -> [u8; 16] {
     let mut a = [0u8; 16];
@@ -24,37 +39,38 @@ fn addr(net: u8, i: u32) -> [u8; 16] {
 }
 
 fn filled() -> Result<Dut> {
-    let mut dut = Dut::load_with(Capacity {
-        sources: 32_768,
-        prefixes: 4096,
-        bans: 8192,
-        lists: 4096,
-    })?;
+    // IPv6 sides of 32 768 entries each; an IPv4 table 65 times its 2000.
+    let mut dut = Dut::load_with(Capacity::new(1 << 19, 1 << 19, 8192, 4096))?;
     let now = monotonic_ns();
-    {
-        let mut m: HashMap<&mut MapData, AddrKey, TrackState> = dut.fg.typed_map(maps::SOURCES)?;
-        for i in 0..SOURCES {
+    let tracked = |addr, state| Tracked {
+        addr,
+        state,
+        last_seen_tick: tick_of(now),
+    };
+    let sources: Vec<Tracked> = (0..SOURCES)
+        .map(|i| {
             // Distinct weights in a scrambled order, so the top is one answer.
             let packets = u64::from(i.wrapping_mul(7919) % SOURCES) + 1;
             let state = TrackState {
                 packets,
                 bytes: 3 * packets,
-                drops: packets % 17,
-                last_seen_ns: now,
+                drops: (packets % 17) as u32,
                 ..TrackState::default()
             };
-            m.insert(AddrKey { addr: addr(0, i) }, state, 0)?;
-        }
-        let mut m: HashMap<&mut MapData, AddrKey, TrackState> = dut.fg.typed_map(maps::PREFIXES)?;
-        for i in 0..PREFIXES {
+            tracked(source(i), state)
+        })
+        .collect();
+    dut.fg.put_tracked(maps::SOURCES, &sources)?;
+    let prefixes: Vec<Tracked> = (0..PREFIXES)
+        .map(|i| {
             let state = TrackState {
                 packets: u64::from(i) + 1_000_000,
-                last_seen_ns: now,
                 ..TrackState::default()
             };
-            m.insert(AddrKey { addr: addr(2, i) }, state, 0)?;
-        }
-    }
+            tracked(addr(2, i), state)
+        })
+        .collect();
+    dut.fg.put_tracked(maps::PREFIXES, &prefixes)?;
     let mut bans: HashMap<&mut MapData, BanKey, Ban> = dut.fg.typed_map(maps::BANS)?;
     for i in 0..BANS {
         let key = BanKey {
@@ -89,15 +105,19 @@ fn batched_walks_read_what_the_per_key_walk_reads() -> Result<()> {
 
     let fills = reader.fills()?;
     let fill = |name| fills.iter().find(|(n, _)| *n == name).map(|(_, c)| *c);
-    assert_eq!(fill(maps::SOURCES), Some(u64::from(SOURCES)));
+    assert_eq!(fill(maps::SOURCES), Some(u64::from(SOURCES / 10)));
+    assert_eq!(
+        fill(maps::SOURCES6),
+        Some(u64::from(SOURCES - SOURCES / 10))
+    );
     assert_eq!(fill(maps::BANS), Some(u64::from(BANS)));
-    assert_eq!(fill(maps::PREFIXES), Some(u64::from(PREFIXES)));
+    assert_eq!(fill(maps::PREFIXES6), Some(u64::from(PREFIXES)));
     let heaviest = reader.top(3, TopBy::Packets, true, (24, 48))?;
     let packets: Vec<u64> = heaviest.iter().map(|r| r.packets).collect();
     let p = u64::from(PREFIXES) + 1_000_000;
     assert_eq!(packets, [p - 1, p - 2, p - 3]);
 
-    // The top 50 by each weight, against a full per-key walk sorted.
+    // The top 50 by each weight, against all that was written, sorted.
     let mut all = dut.fg.tracked(maps::SOURCES)?;
     assert_eq!(all.len(), SOURCES as usize);
     for by in [TopBy::Packets, TopBy::Bytes] {

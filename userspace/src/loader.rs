@@ -165,13 +165,15 @@ impl Capacity {
     /// to whole sets; the IPv6 maps a sixteenth (at least [`MIN_V6`]), as
     /// edge traffic is mostly IPv4 and an IPv6 entry costs half again as
     /// much (README "Memory").
-    pub fn new(sources: u32, prefixes: u32, bans: u32, lists: u32) -> Capacity {
-        let ways = |n: u32| set_table::sets_for(n) * set_table::WAYS;
+    pub const fn new(sources: u32, prefixes: u32, bans: u32, lists: u32) -> Capacity {
+        const fn v6(n: u32) -> u32 {
+            if n / 16 < MIN_V6 { MIN_V6 } else { n / 16 }
+        }
         Capacity {
-            sources: ways(sources),
-            prefixes: ways(prefixes),
-            sources6: (sources / 16).max(MIN_V6),
-            prefixes6: (prefixes / 16).max(MIN_V6),
+            sources: set_table::sets_for(sources) * set_table::WAYS,
+            prefixes: set_table::sets_for(prefixes) * set_table::WAYS,
+            sources6: v6(sources),
+            prefixes6: v6(prefixes),
             bans,
             lists,
         }

@@ -13,7 +13,7 @@ use aya::{
 use floodgate::addr::{lpm_key, mapped};
 use floodgate_common::{
     Ban, BanKey, BlockEntry, PROGRAM_NAME, Policy, SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK,
-    SETTINGS_READY, maps, previous::BanV3,
+    SETTINGS_READY, maps,
 };
 use floodgate_tests::{
     dut::{Dut, XDP_DROP, XDP_PASS, settings},
@@ -28,6 +28,34 @@ use crate::{
 
 /// The last commit before the data-plane trust work (#11).
 pub const BEFORE: &str = "bdc3954dbd9c622c1cde30258f35e7edf7fca11c";
+/// `Ban` of layouts 2 and 3, [`BEFORE`]'s: no counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct BanV3 {
+    until_ns: u64,
+    duration_ns: u64,
+    banned_at_ns: u64,
+    offenses: u32,
+    reason: u32,
+}
+
+// SAFETY: `repr(C)`, `Copy`, only u64/u32 fields with no hidden padding.
+unsafe impl aya::Pod for BanV3 {}
+
+impl From<BanV3> for Ban {
+    fn from(b: BanV3) -> Ban {
+        Ban {
+            until_ns: b.until_ns,
+            duration_ns: b.duration_ns,
+            banned_at_ns: b.banned_at_ns,
+            offenses: b.offenses,
+            reason: b.reason,
+            packets: 0,
+            bytes: 0,
+        }
+    }
+}
+
 /// `Settings` of layout 2, [`BEFORE`]'s (the fields up to the ban horizon).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -144,12 +172,9 @@ fn now_program(path: Path, policy: &Policy) -> Result<Dut> {
 /// [`BEFORE`]'s program set up for `path` the way its daemon did (layout 2:
 /// the default policy in slot 0, `SettingsV2`).
 fn before_program(object: &[u8], path: Path, policy: &Policy) -> Result<Ebpf> {
-    let mut loader = floodgate::loader::sized_loader(&floodgate::loader::Capacity {
-        sources: 4096,
-        prefixes: 4096,
-        bans: 4096,
-        lists: 4096,
-    });
+    let capacity = floodgate::loader::Capacity::new(4096, 4096, 4096, 4096);
+    let globals = floodgate::loader::Globals::new(&capacity, 1);
+    let mut loader = floodgate::loader::sized_loader(&capacity, &globals);
     let mut ebpf = loader.load(object)?;
     let mut flags = SETTINGS_READY;
     let mut horizon = 0;

@@ -256,12 +256,7 @@ pub fn before(plan: &Plan) -> Result<Value> {
 /// The rate-limited drop path with 100 000 allow and 100 000 block CIDRs and
 /// 10 000 rules loaded (none matching the source: every trie is walked).
 fn scale(plan: &Plan, limited: &Policy, floor: &Xdp) -> Result<Value> {
-    let mut dut = Dut::load_with(floodgate::loader::Capacity {
-        sources: 4096,
-        prefixes: 4096,
-        bans: 4096,
-        lists: 131_072,
-    })?;
+    let mut dut = Dut::load_with(floodgate::loader::Capacity::new(4096, 4096, 4096, 131_072))?;
     dut.configure(&settings(), &[*limited])?;
     crate::lists::load(&mut dut.fg, *limited)?;
     let frame = Frame::udp(ip("198.18.7.7"), 80).build();

@@ -130,15 +130,7 @@ fn limited_policy(limit: u64) -> Policy {
 }
 
 fn load_floodgate(sources: u32, budget: Option<u64>) -> Result<Floodgate> {
-    let mut fg = Floodgate::load(
-        Capacity {
-            sources,
-            prefixes: sources,
-            bans: 1024,
-            lists: 131_072,
-        },
-        None,
-    )?;
+    let mut fg = Floodgate::load(Capacity::new(sources, sources, 1024, 131_072), None)?;
     let mut s = settings();
     if let Some(b) = budget {
         // The default: 90 % of the map's capacity first seen within 60 s.

@@ -19,7 +19,8 @@ use floodgate::control::{
     client::call,
     proto::{Reply, Request, TopBy},
 };
-use floodgate_common::{AddrKey, Ban, BanKey, TrackState, maps};
+use floodgate::tables::{SetView, Way, tick_of};
+use floodgate_common::{Ban, BanKey, TrackState, maps, set_table};
 use floodgate_tests::lab::{BpfFs, Lab};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -55,6 +56,11 @@ quota = "off"
     )
 }
 
+/// The IPv4-mapped address of `a`.
+fn v4(a: u32) -> [u8; 16] {
+    floodgate::addr::mapped(std::net::IpAddr::V4(std::net::Ipv4Addr::from(a)))
+}
+
 fn addr(net: u8, i: u32) -> [u8; 16] {
     let mut a = [0u8; 16];
     a[0] = 0xfd;
@@ -66,20 +72,29 @@ fn addr(net: u8, i: u32) -> [u8; 16] {
 /// Writes `sources` tracked sources and [`BANS`] active bans into the pins.
 fn fill(pin_dir: &Path, sources: u32) -> Result<()> {
     let maps_dir = floodgate::loader::map_pin_dir(pin_dir);
-    let mut tracked: HashMap<MapData, AddrKey, TrackState> = HashMap::try_from(
-        aya::maps::Map::LruHashMap(MapData::from_pin(maps_dir.join(maps::SOURCES))?),
-    )?;
+    let seed = floodgate::migrate::pinned_meta(&maps_dir)?
+        .context("no META pinned")?
+        .table_seed;
+    let table = MapData::from_pin(maps_dir.join(maps::SOURCES))?;
+    let sets = table.info()?.max_entries();
+    let mut view = SetView::map(std::os::fd::AsFd::as_fd(table.fd()), sets, true)?;
     let now = floodgate::daemon::engine::monotonic_ns();
     for i in 0..sources {
         let packets = u64::from(i.wrapping_mul(2_654_435_761) % 1_000_000);
         let state = TrackState {
             packets,
             bytes: packets * 60,
-            last_seen_ns: now,
-            first_seen_ns: now,
+            first_seen_tick: tick_of(now),
             ..TrackState::default()
         };
-        tracked.insert(AddrKey { addr: addr(0, i) }, state, 0)?;
+        // Keys only written into the table, never sent: 10.0.0.0/8 holds
+        // a million of them.
+        let way = Way {
+            key: set_table::v4_key(&v4(0x0a00_0000 + i)),
+            last_seen_tick: tick_of(now),
+            state,
+        };
+        view.put(&way, seed)?;
     }
     let mut bans: HashMap<MapData, BanKey, Ban> = HashMap::try_from(aya::maps::Map::LruHashMap(
         MapData::from_pin(maps_dir.join(maps::BANS))?,

@@ -147,14 +147,16 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
     let (src_key, pfx_key, src_ban, pfx_ban) = (&*src_key, &*pfx_key, &*src_ban, &*pfx_ban);
     // Where the source and its prefix are tracked: IPv4 in the set tables, by
     // a u32 key read from the parser's words (no memory read).
-    let (src_place, pfx_place) = if v6 {
-        (Place::V6(src_key), Place::V6(pfx_key))
-    } else {
-        let key = v4_key_of_word(pkt.src[1]);
-        (
-            Place::V4(key),
-            Place::V4(v4_prefix_key(key, plen.saturating_sub(96))),
-        )
+    let key4 = v4_key_of_word(pkt.src[1]);
+    let src_place = Place {
+        v6,
+        key4,
+        key6: src_key,
+    };
+    let pfx_place = Place {
+        v6,
+        key4: v4_prefix_key(key4, plen.saturating_sub(96)),
+        key6: pfx_key,
     };
     // The deciding ban (the source's when it is at least the prefix's) and
     // whether it is the source's.

@@ -44,20 +44,17 @@ pub(crate) fn prefixes() -> Table {
     }
 }
 
-/// A way a newcomer may claim: its set, its index and the tag it had.
+/// What a lookup found: the key's state (`hit`), or else the way a newcomer
+/// would claim — its set, index and the tag it had (`set` null when the set
+/// is out of the map: a table loaded without its sizes). Every field is
+/// always set: LLVM spills the undefined parts of an enum's payload as
+/// registers the verifier has never seen written, and refuses them.
 #[derive(Clone, Copy)]
-pub(crate) struct Miss {
+pub(crate) struct Lookup {
+    pub hit: *mut TrackState,
     set: *mut Set,
     way: usize,
     old: u64,
-}
-
-pub(crate) enum Found {
-    /// The key's state.
-    Hit(*mut TrackState),
-    /// Not in the table; None only when the set is out of the map (a table
-    /// loaded without its sizes).
-    Miss(Option<Miss>),
 }
 
 /// Tag `w` of `set` as an atomic cell.
@@ -89,16 +86,24 @@ fn way_state(set: *mut Set, w: usize) -> *mut TrackState {
 /// refreshed (a lost race means another CPU refreshed it or claimed the way:
 /// either is current).
 #[inline(always)]
-pub(crate) fn find(t: Table, key: u32, now: u64) -> Found {
-    let Some(set) = t.map.get_ptr_mut(set_of(key, TABLE_SEED.load(), t.sets)) else {
-        return Found::Miss(None);
+pub(crate) fn find(t: Table, key: u32, now: u64) -> Lookup {
+    let mut found = Lookup {
+        hit: core::ptr::null_mut(),
+        set: core::ptr::null_mut(),
+        way: 0,
+        old: 0,
     };
+    let Some(set) = t.map.get_ptr_mut(set_of(key, TABLE_SEED.load(), t.sets)) else {
+        return found;
+    };
+    found.set = set;
     let (t0, t1, t2, t3) = (
         tag_cell(set, 0).load(),
         tag_cell(set, 1).load(),
         tag_cell(set, 2).load(),
         tag_cell(set, 3).load(),
     );
+    let now_tick = tick(now);
     let (w, held) = if holds(t0, key) {
         (0, t0)
     } else if holds(t1, key) {
@@ -108,36 +113,41 @@ pub(crate) fn find(t: Table, key: u32, now: u64) -> Found {
     } else if holds(t3, key) {
         (3, t3)
     } else {
-        let w = victim(&[t0, t1, t2, t3], tick(now));
-        let old = match w {
+        let w = victim(&[t0, t1, t2, t3], now_tick);
+        found.way = w;
+        found.old = match w {
             0 => t0,
             1 => t1,
             2 => t2,
             _ => t3,
         };
-        return Found::Miss(Some(Miss { set, way: w, old }));
+        return found;
     };
-    let now_tick = tick(now);
     if tag_tick(held) != now_tick {
         let _ = tag_cell(set, w).cas(held, tag(key, now_tick));
     }
-    Found::Hit(way_state(set, w))
+    found.hit = way_state(set, w);
+    found
 }
 
-/// Claims the way of `miss` for `key`, with a fresh state. When another CPU
-/// claimed it this instant for the same key, that entry is used; for another
-/// key, None (the packet is not tracked: its source is a newcomer either way).
+/// Claims the way a missed lookup chose for `key`, with a fresh state. When
+/// another CPU claimed it this instant for the same key, that entry is used;
+/// for another key (or no set), null: the packet is not tracked, its source
+/// a newcomer either way.
 #[inline(always)]
-pub(crate) fn claim(miss: Miss, key: u32, now: u64) -> Option<*mut TrackState> {
+pub(crate) fn claim(miss: &Lookup, key: u32, now: u64) -> *mut TrackState {
+    if miss.set.is_null() {
+        return core::ptr::null_mut();
+    }
     let t = tick(now);
     let s = way_state(miss.set, miss.way);
     match tag_cell(miss.set, miss.way).cas(miss.old, tag(key, t)) {
         Ok(_) => {
             fresh(s, t);
-            Some(s)
+            s
         }
-        Err(current) if holds(current, key) => Some(s),
-        Err(_) => None,
+        Err(current) if holds(current, key) => s,
+        Err(_) => core::ptr::null_mut(),
     }
 }
 

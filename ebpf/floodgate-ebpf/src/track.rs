@@ -15,15 +15,17 @@ use crate::{
     counters::{bump, global},
     maps::{PREFIXES6, SOURCES6},
     scratch::{fresh_entry, scratch},
-    table::{self, Found},
+    table,
 };
 
-/// Where a source or prefix is kept: its table key when it is IPv4, else its
-/// 16-byte key in the IPv6 map.
+/// Where a source or prefix is kept: in the IPv4 table by `key4`, or with
+/// `v6` in the IPv6 map by `key6`. A struct with every field set, not an
+/// enum (see `table::Lookup`).
 #[derive(Clone, Copy)]
-pub(crate) enum Place<'a> {
-    V4(u32),
-    V6(&'a AddrKey),
+pub(crate) struct Place<'a> {
+    pub v6: bool,
+    pub key4: u32,
+    pub key6: &'a AddrKey,
 }
 
 /// Counts a packet into a source or prefix entry.
@@ -60,27 +62,21 @@ pub(crate) fn new_source_allowed(settings: &Settings, now: u64) -> bool {
 /// nothing is inserted.
 #[inline(always)]
 pub(crate) fn tracked(prefix: bool, place: Place<'_>, now: u64) -> Option<*mut TrackState> {
-    match place {
-        Place::V4(key) => {
-            let t = if prefix {
-                table::prefixes()
-            } else {
-                table::sources()
-            };
-            match table::find(t, key, now) {
-                Found::Hit(p) => Some(p),
-                Found::Miss(_) => None,
-            }
-        }
-        Place::V6(key) => {
-            let v = if prefix {
-                PREFIXES6.get_ptr_mut(key)
-            } else {
-                SOURCES6.get_ptr_mut(key)
-            }?;
-            Some(table::seen6(v, now))
-        }
+    if place.v6 {
+        let v = if prefix {
+            PREFIXES6.get_ptr_mut(place.key6)
+        } else {
+            SOURCES6.get_ptr_mut(place.key6)
+        }?;
+        return Some(table::seen6(v, now));
     }
+    let t = if prefix {
+        table::prefixes()
+    } else {
+        table::sources()
+    };
+    let found = table::find(t, place.key4, now).hit;
+    (!found.is_null()).then_some(found)
 }
 
 /// Looks up the source's entry, inserting a fresh one for a first-seen source.
@@ -93,19 +89,32 @@ pub(crate) fn source_entry(
     settings: &Settings,
     now: u64,
 ) -> Result<Option<*mut TrackState>, ()> {
-    let miss = match place {
-        Place::V4(key) => match table::find(table::sources(), key, now) {
-            Found::Hit(p) => return Ok(Some(p)),
-            Found::Miss(set) => Some((key, set)),
-        },
-        Place::V6(key) => {
-            if let Some(v) = SOURCES6.get_ptr_mut(key) {
-                return Ok(Some(table::seen6(v, now)));
-            }
-            None
+    if place.v6 {
+        if let Some(v) = SOURCES6.get_ptr_mut(place.key6) {
+            return Ok(Some(table::seen6(v, now)));
         }
-    };
-    let Some(g) = global() else { return Ok(None) };
+        admit(settings, now)?;
+        insert_fresh(false, place.key6, now);
+        // SAFETY: only forms a field pointer inside the live map value.
+        return Ok(SOURCES6
+            .get_ptr_mut(place.key6)
+            .map(|v| unsafe { &raw mut (*v).state }));
+    }
+    let found = table::find(table::sources(), place.key4, now);
+    if !found.hit.is_null() {
+        return Ok(Some(found.hit));
+    }
+    admit(settings, now)?;
+    let claimed = table::claim(&found, place.key4, now);
+    Ok((!claimed.is_null()).then_some(claimed))
+}
+
+/// Admits a first-seen source: under eviction pressure it must draw on the
+/// global budget (`Err(())` when that is spent); an admitted one is counted
+/// and moves the turnover meter.
+#[inline(always)]
+fn admit(settings: &Settings, now: u64) -> Result<(), ()> {
+    let Some(g) = global() else { return Ok(()) };
     // SAFETY: live, aligned u64s inside the GLOBAL_STATE map value.
     let (inserts, meter) = unsafe {
         (
@@ -120,22 +129,11 @@ pub(crate) fn source_entry(
     {
         return Err(());
     }
-    let entry = match (miss, place) {
-        (Some((key, set)), _) => set.and_then(|set| table::claim(set, key, now)),
-        (None, Place::V6(key)) => {
-            insert_fresh(false, key, now);
-            SOURCES6
-                .get_ptr_mut(key)
-                // SAFETY: only forms a field pointer inside the live map value.
-                .map(|v| unsafe { &raw mut (*v).state })
-        }
-        (None, Place::V4(_)) => None,
-    };
     inserts.add(1);
     if settings.pressure_threshold != 0 {
         meter_insert(meter, now, settings.pressure_step_ns, window);
     }
-    Ok(entry)
+    Ok(())
 }
 
 /// Moves the turnover meter for one insert. A lost compare-and-swap retries;
@@ -158,21 +156,22 @@ fn meter_insert(meter: Cell, now: u64, step: u64, window: u64) {
 /// sources, so the source budget bounds them too.
 #[inline(always)]
 pub(crate) fn prefix_entry(place: Place<'_>, now: u64) -> Option<*mut TrackState> {
-    let entry = match place {
-        Place::V4(key) => match table::find(table::prefixes(), key, now) {
-            Found::Hit(p) => return Some(p),
-            Found::Miss(set) => table::claim(set?, key, now),
-        },
-        Place::V6(key) => {
-            if let Some(v) = PREFIXES6.get_ptr_mut(key) {
-                return Some(table::seen6(v, now));
-            }
-            insert_fresh(true, key, now);
-            // SAFETY: only forms a field pointer inside the live map value.
-            PREFIXES6
-                .get_ptr_mut(key)
-                .map(|v| unsafe { &raw mut (*v).state })
+    let entry = if place.v6 {
+        if let Some(v) = PREFIXES6.get_ptr_mut(place.key6) {
+            return Some(table::seen6(v, now));
         }
+        insert_fresh(true, place.key6, now);
+        // SAFETY: only forms a field pointer inside the live map value.
+        PREFIXES6
+            .get_ptr_mut(place.key6)
+            .map(|v| unsafe { &raw mut (*v).state })
+    } else {
+        let found = table::find(table::prefixes(), place.key4, now);
+        if !found.hit.is_null() {
+            return Some(found.hit);
+        }
+        let claimed = table::claim(&found, place.key4, now);
+        (!claimed.is_null()).then_some(claimed)
     };
     bump(|g| {
         // SAFETY: only forms a field pointer inside the live map value.

@@ -35,7 +35,7 @@ fn with_max_memory(config: &str, share: &str) -> String {
 
 #[test]
 fn maps_too_large_for_the_host_are_refused_before_loading() -> Result<()> {
-    // The default capacities (about half a GiB) against a share they cannot fit.
+    // The default capacities against a share they cannot fit.
     let share = failing_share(&Capacity::default())?;
     let config = format!("[capacity]\nmax_memory = \"{share}\"\n");
     let mut d = DaemonLab::new("mem", BIN, &config)?;
@@ -68,8 +68,8 @@ fn maps_too_large_for_the_host_are_refused_before_loading() -> Result<()> {
     let expected = [
         "the maps need ",
         "of kernel memory at these capacities, more than [capacity] max_memory allows",
-        "lower [capacity] sources (1000000), prefixes (1000000), bans (1000000) or lists \
-         (262144) in ",
+        "lower [capacity] sources (1000000), lists (262144), prefixes (125000) or bans \
+         (62500) in ",
         &config_path,
         "raise max_memory",
     ];
@@ -93,7 +93,12 @@ fn adopted_maps_are_not_refused_and_status_shows_their_cost() -> Result<()> {
     let mut d = DaemonLab::new("memadp", BIN, UDP_LIMITED)?;
     d.start()?;
     let json = d.json(&["status"])?;
-    let cap = Capacity::new(4096, 4096, 4096, 262_144);
+    let cap = Capacity::new(
+        4096,
+        floodgate_common::default_prefix_capacity(4096),
+        floodgate_common::default_ban_capacity(4096),
+        262_144,
+    );
     let need = estimate(&cap, possible_cpus());
     ensure!(
         json["kernel_memory"]["at_capacity_bytes"].as_u64() == Some(need.total()),

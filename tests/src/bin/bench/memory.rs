@@ -2,12 +2,9 @@
 //! capacities (what a default install pins), and how many of a million
 //! distinct IPv4 sources the default-sized source map still tracks.
 
-use std::os::fd::AsFd as _;
-
 use anyhow::{Context as _, Result};
-use aya::maps::Map;
 use floodgate::loader::{AttachMode, Capacity, Floodgate};
-use floodgate_common::{AddrKey, TrackState, maps};
+use floodgate_common::maps;
 use floodgate_tests::{dut::settings, lab::Ns};
 use serde_json::{Value, json};
 
@@ -33,12 +30,7 @@ pub fn run(sender: &Ns, gen_if: &str, dut_if: &str, secs: f64) -> Result<Value> 
     let (sent, seconds) = crate::live::generate(sender, gen_if, DISTINCT, secs.max(6.0))?;
     fg.detach(id)?;
     let inserts = fg.global_state()?.source_inserts;
-    let tracked = {
-        let Some(Map::LruHashMap(data)) = fg.ebpf_ref().map(maps::SOURCES) else {
-            anyhow::bail!("no {} map", maps::SOURCES);
-        };
-        floodgate::kernel::walk::count_entries::<AddrKey, TrackState>(data.fd().as_fd())?
-    };
+    let tracked = fg.tracked_entries(maps::SOURCES)?.len() as u64;
     let distinct_seen = u64::from(DISTINCT).min(sent);
     Ok(json!({
         "capacity": {

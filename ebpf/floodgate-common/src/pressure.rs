@@ -37,9 +37,11 @@ pub const fn after_insert(meter: u64, now: u64, step: u64, window_ns: u64) -> u6
     if next > cap { cap } else { next }
 }
 
-/// Whether a meter reading `meter` at `now` means eviction pressure.
+/// Whether a meter reading `meter` at `now` means eviction pressure: more
+/// than a window ahead, i.e. more than the threshold of inserts within one
+/// (exactly the threshold, all in one tick of the coarse clock, is not).
 pub const fn under_pressure(meter: u64, now: u64, window_ns: u64) -> bool {
-    window_ns != 0 && meter > now && meter - now >= window_ns
+    window_ns != 0 && meter > now && meter - now > window_ns
 }
 
 #[cfg(test)]

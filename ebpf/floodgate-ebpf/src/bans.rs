@@ -1,7 +1,7 @@
 //! Bans: whether one is in force for a packet, and making one (with
 //! escalation, the ban horizon and the event for userspace).
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use floodgate_common::{
     BAN_WOULD, Ban, BanKey, EVENT_BAN, EVENT_WOULD_BAN, Event, Reason, Settings, TrackState,
     limit::{Escalation, PastBan, next_ban},
@@ -104,8 +104,9 @@ pub(crate) fn ban(
     let Some(settings) = SETTINGS.get(0) else {
         return false;
     };
+    // The decision's clock (coarse: see `decide`).
     // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     // The counters of an earlier ban of the key carry over.
     let (mut packets, mut bytes) = (0, 0);
     let prev = match BANS.get_ptr(key) {

@@ -2,11 +2,7 @@
 //! Each step's mechanics live in their own module (`bans`, `track`, `limits`,
 //! `counters`); this file is the order.
 
-use aya_ebpf::{
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
-    maps::lpm_trie::Key,
-    programs::XdpContext,
-};
+use aya_ebpf::{helpers::bpf_ktime_get_coarse_ns, maps::lpm_trie::Key, programs::XdpContext};
 use aya_log_ebpf::info;
 use floodgate_common::{
     BanKey, POLICY_MONITOR, PortKey, Reason, SETTINGS_DROP_MALFORMED, SETTINGS_HAS_ALLOW,
@@ -87,11 +83,12 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
     if settings.flags & SETTINGS_READY == 0 {
         return (Verdict::Pass, Reason::Ok);
     }
-    // Expiry checks (block entries, bans) use the coarse clock: the same
-    // CLOCK_MONOTONIC at the resolution of a tick (1–10 ms), and far cheaper —
-    // reading the TSC for the fine clock was a fifth of the banned-drop path in
-    // `cargo xtask bench`'s profile. The token buckets refill from the fine
-    // clock (bpf_ktime_get_ns), read once the packet got past block list and bans.
+    // One clock read a packet, of the coarse clock: CLOCK_MONOTONIC at the
+    // resolution of a kernel tick (1–10 ms), and far cheaper than the fine
+    // clock, whose TSC read was a fifth of the rate-limited path in
+    // `cargo xtask bench`'s profile. Block and ban expiry, the buckets and the
+    // quotas all read it; a bucket refills a tick at a time, which is why a
+    // burst must hold at least two ticks of its rate (`config check` says so).
     // SAFETY: helper without preconditions.
     let coarse = unsafe { bpf_ktime_get_coarse_ns() };
     // The keys live in per-CPU scratch, not on the stack (see scratch.rs).
@@ -211,8 +208,7 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
     }
 
     // 5. Limits.
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = coarse;
     let src = match source_entry(src_place, settings, now) {
         Ok(Some(p)) => p,
         // The map refused the entry (counted in map_update_errors): fail open.

@@ -6,7 +6,7 @@ use aya_ebpf::{Global, maps::Array};
 use floodgate_common::{
     Track6, TrackState,
     quota::QUOTA_WORDS,
-    set_table::{Set, WAYS, holds, set_of, tag, tag_tick, tick, victim},
+    set_table::{Set, WAYS, choose, holds, second_set_of, set_of, tag, tag_tick, tick},
 };
 
 use crate::{
@@ -82,9 +82,45 @@ fn way_state(set: *mut Set, w: usize) -> *mut TrackState {
     }
 }
 
-/// Looks `key` up in `t`. A hit whose tag is older than this tick gets it
-/// refreshed (a lost race means another CPU refreshed it or claimed the way:
-/// either is current).
+/// The four tags of `set`.
+#[inline(always)]
+fn tags(set: *mut Set) -> [u64; WAYS as usize] {
+    [
+        tag_cell(set, 0).load(),
+        tag_cell(set, 1).load(),
+        tag_cell(set, 2).load(),
+        tag_cell(set, 3).load(),
+    ]
+}
+
+/// The way of `tags` holding `key`, if any.
+#[inline(always)]
+fn held(tags: &[u64; WAYS as usize], key: u32) -> Option<(usize, u64)> {
+    if holds(tags[0], key) {
+        Some((0, tags[0]))
+    } else if holds(tags[1], key) {
+        Some((1, tags[1]))
+    } else if holds(tags[2], key) {
+        Some((2, tags[2]))
+    } else if holds(tags[3], key) {
+        Some((3, tags[3]))
+    } else {
+        None
+    }
+}
+
+/// The hit on way `w` of `set`, its tag brought to this tick (a lost race
+/// means another CPU refreshed it or claimed the way: either is current).
+#[inline(always)]
+fn hit(set: *mut Set, w: usize, held: u64, key: u32, now_tick: u32) -> *mut TrackState {
+    if tag_tick(held) != now_tick {
+        let _ = tag_cell(set, w).cas(held, tag(key, now_tick));
+    }
+    way_state(set, w)
+}
+
+/// Looks `key` up in its two sets of `t` (the first, then the second: a
+/// newcomer goes to the emptier, `set_table::choose`).
 #[inline(always)]
 pub(crate) fn find(t: Table, key: u32, now: u64) -> Lookup {
     let mut found = Lookup {
@@ -93,40 +129,28 @@ pub(crate) fn find(t: Table, key: u32, now: u64) -> Lookup {
         way: 0,
         old: 0,
     };
-    let Some(set) = t.map.get_ptr_mut(set_of(key, TABLE_SEED.load(), t.sets)) else {
+    let seed = TABLE_SEED.load();
+    let Some(a) = t.map.get_ptr_mut(set_of(key, seed, t.sets)) else {
         return found;
     };
-    found.set = set;
-    let (t0, t1, t2, t3) = (
-        tag_cell(set, 0).load(),
-        tag_cell(set, 1).load(),
-        tag_cell(set, 2).load(),
-        tag_cell(set, 3).load(),
-    );
     let now_tick = tick(now);
-    let (w, held) = if holds(t0, key) {
-        (0, t0)
-    } else if holds(t1, key) {
-        (1, t1)
-    } else if holds(t2, key) {
-        (2, t2)
-    } else if holds(t3, key) {
-        (3, t3)
-    } else {
-        let w = victim(&[t0, t1, t2, t3], now_tick);
-        found.way = w;
-        found.old = match w {
-            0 => t0,
-            1 => t1,
-            2 => t2,
-            _ => t3,
-        };
+    let ta = tags(a);
+    if let Some((w, old)) = held(&ta, key) {
+        found.hit = hit(a, w, old, key, now_tick);
+        return found;
+    }
+    let Some(b) = t.map.get_ptr_mut(second_set_of(key, seed, t.sets)) else {
         return found;
     };
-    if tag_tick(held) != now_tick {
-        let _ = tag_cell(set, w).cas(held, tag(key, now_tick));
+    let tb = tags(b);
+    if let Some((w, old)) = held(&tb, key) {
+        found.hit = hit(b, w, old, key, now_tick);
+        return found;
     }
-    found.hit = way_state(set, w);
+    let (in_b, w) = choose(&ta, &tb, now_tick);
+    found.set = if in_b { b } else { a };
+    found.way = w;
+    found.old = if in_b { tb[w & 3] } else { ta[w & 3] };
     found
 }
 

@@ -79,7 +79,7 @@ impl Validator<'_> {
         }
     }
 
-    /// A burst; default one second's worth of the rate (at least 1, or
+    /// A burst; at least [`TICKS_MS`] of the rate (`least_burst`); default one second's worth of the rate (at least 1, or
     /// `MIN_BYTES_BURST` for bytes).
     pub(super) fn burst(
         &mut self,
@@ -103,6 +103,22 @@ impl Validator<'_> {
             self.issue(
                 span,
                 format!("{key}: {n} is larger than any real burst — use at most 10^12"),
+            );
+            return default;
+        }
+        if let Some(r) = rate
+            && let Some(least) = least_burst(r)
+            && n < least
+        {
+            self.issue(
+                span,
+                format!(
+                    "{key}: a burst of {n} is under {TICKS_MS} ms of {}/{}; the program's clock \
+                     moves in kernel ticks of up to 10 ms, and a bucket holding less than two \
+                     of them passes less than its rate — use at least {least}",
+                    r.count,
+                    humantime::format_duration(r.per)
+                ),
             );
             return default;
         }
@@ -390,4 +406,21 @@ impl Validator<'_> {
             },
         }
     }
+}
+
+/// The shortest burst, in ms of its rate: two kernel ticks at the coarsest
+/// tick Linux has (HZ=100). The program reads the kernel's coarse clock, which
+/// moves a tick at a time: a bucket that holds less than a tick refills less
+/// than its rate.
+pub(super) const TICKS_MS: u64 = 20;
+
+/// The least burst rate `r` may have ([`TICKS_MS`] of it, at least 1); None
+/// for an off rate.
+pub(super) fn least_burst(r: RateSpec) -> Option<u64> {
+    let per_ns = r.per.as_nanos();
+    if r.count == 0 || per_ns == 0 {
+        return None;
+    }
+    let least = (u128::from(r.count) * u128::from(TICKS_MS) * 1_000_000).div_ceil(per_ns);
+    Some(u64::try_from(least).unwrap_or(u64::MAX).max(1))
 }

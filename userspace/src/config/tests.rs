@@ -312,3 +312,17 @@ fn config_check_holds_the_file_to_what_the_maps_hold() {
     has("rule \"r\": ban: longer than limits.ban_escalation.max");
     assert!(e.iter().all(|l| l.starts_with("fg.toml:")), "{e:#?}");
 }
+
+#[test]
+fn a_burst_shorter_than_two_ticks_is_refused_with_the_least_that_works() {
+    let check = |text: &str| errors(text).join("\n");
+    let err = check("[limits]\npackets = \"1000/s\"\npackets_burst = 19\n");
+    assert!(
+        err.contains("limits.packets_burst: a burst of 19 is under 20 ms of 1000/1s")
+            && err.contains("use at least 20"),
+        "{err}"
+    );
+    assert!(parse("[limits]\npackets = \"1000/s\"\npackets_burst = 20\n").is_ok());
+    let err = check("[limits]\nbytes = \"100MiB/s\"\nbytes_burst = \"1MiB\"\n");
+    assert!(err.contains("use at least 2097152"), "{err}");
+}

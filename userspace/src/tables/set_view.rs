@@ -11,7 +11,7 @@ use std::{
 
 use floodgate_common::{
     TrackState,
-    set_table::{Set, holds, set_of, tag, tag_key, tag_tick, victim},
+    set_table::{Set, choose, holds, second_set_of, set_of, tag, tag_key, tag_tick},
 };
 
 /// One claimed way: its key, the tick it was last seen at, its state.
@@ -105,35 +105,49 @@ impl SetView {
         n
     }
 
+    /// The two sets `key` may live in, in a table hashed with `seed`.
+    fn sets_of(&self, key: u32, seed: u64) -> [usize; 2] {
+        [
+            set_of(key, seed, self.sets()) as usize,
+            second_set_of(key, seed, self.sets()) as usize,
+        ]
+    }
+
     /// The way holding `key` in a table hashed with `seed`.
     pub fn get(&self, key: u32, seed: u64) -> Option<Way> {
-        let set = self.set(set_of(key, seed, self.sets()) as usize);
-        set.tags
-            .iter()
-            .zip(set.ways)
-            .find(|(t, _)| holds(**t, key))
-            .map(|(t, state)| Way {
-                key,
-                last_seen_tick: tag_tick(*t),
-                state,
-            })
+        self.sets_of(key, seed).into_iter().find_map(|i| {
+            let set = self.set(i);
+            set.tags
+                .iter()
+                .zip(set.ways)
+                .find(|(t, _)| holds(**t, key))
+                .map(|(t, state)| Way {
+                    key,
+                    last_seen_tick: tag_tick(*t),
+                    state,
+                })
+        })
     }
 
     /// Writes `way` into the table hashed with `seed` as the program would
-    /// insert it: over the way already holding its key, else the set's first
-    /// empty way or the one seen longest ago. Plain stores: for tables no
+    /// insert it: over the way already holding its key, else where
+    /// `set_table::choose` puts a newcomer. Plain stores: for tables no
     /// program runs on yet (a migration's new maps, a test's).
     pub fn put(&mut self, way: &Way, seed: u64) -> io::Result<()> {
         if !self.writable {
             return Err(io::Error::from(io::ErrorKind::PermissionDenied));
         }
-        let i = set_of(way.key, seed, self.sets()) as usize;
-        let mut set = self.set(i);
-        let w = set
-            .tags
-            .iter()
-            .position(|t| holds(*t, way.key))
-            .unwrap_or_else(|| victim(&set.tags, way.last_seen_tick));
+        let [a, b] = self.sets_of(way.key, seed);
+        let (sa, sb) = (self.set(a), self.set(b));
+        let holding = |s: &Set| s.tags.iter().position(|t| holds(*t, way.key));
+        let (i, mut set, w) = match (holding(&sa), holding(&sb)) {
+            (Some(w), _) => (a, sa, w),
+            (None, Some(w)) => (b, sb, w),
+            (None, None) => match choose(&sa.tags, &sb.tags, way.last_seen_tick) {
+                (false, w) => (a, sa, w),
+                (true, w) => (b, sb, w),
+            },
+        };
         set.tags[w] = tag(way.key, way.last_seen_tick | 1);
         set.ways[w] = way.state;
         // SAFETY: `i < count`, inside a writable mapping (checked above).

@@ -87,6 +87,19 @@ pub(crate) fn raise_ban_horizon(until: u64) {
     h.store(u64::MAX);
 }
 
+/// The packet rate of an entry since it was first seen, for a ban event.
+/// Computed by the caller: a pointer into one of two maps (the IPv4 table or
+/// the IPv6 map) as an argument made the verifier check `ban` once for each.
+#[inline(always)]
+pub(crate) fn observed_pps(state: *const TrackState, now: u64) -> u64 {
+    // SAFETY: a live map value; plain reads of counters.
+    let (packets, first) = unsafe { ((*state).packets, (*state).first_seen_tick) };
+    let elapsed = now.saturating_sub(floodgate_common::set_table::tick_ns(first));
+    (packets.min(u64::MAX / 1_000_000_000) * 1_000_000_000)
+        .checked_div(elapsed)
+        .unwrap_or(packets)
+}
+
 /// Bans `key` after it exceeded a limit: the first offence for `base_ns`, each
 /// repeat (while remembered) `ban_factor` times longer, up to `ban_max_ns`
 /// (`floodgate_common::limit::next_ban`). False when another CPU banned it a
@@ -96,7 +109,7 @@ pub(crate) fn ban(
     key: &BanKey,
     base_ns: u64,
     reason: Reason,
-    state: *const TrackState,
+    observed_pps: u64,
     would: bool,
 ) -> bool {
     // Re-read here rather than passed in: BPF subprograms take at most five
@@ -148,12 +161,6 @@ pub(crate) fn ban(
             unsafe { &raw mut (*g).map_update_errors }
         });
     }
-    // SAFETY: a live map value; plain reads of u64 counters.
-    let (packets, first) = unsafe { ((*state).packets, (*state).first_seen_tick) };
-    let elapsed = now.saturating_sub(floodgate_common::set_table::tick_ns(first));
-    let observed_pps = (packets.min(u64::MAX / 1_000_000_000) * 1_000_000_000)
-        .checked_div(elapsed)
-        .unwrap_or(packets);
     let kind = if would { EVENT_WOULD_BAN } else { EVENT_BAN };
     emit(kind, key, &entry, observed_pps, settings, now);
     true

@@ -13,7 +13,10 @@ use floodgate_common::{
 };
 
 use crate::{
-    bans::{BAN_ENFORCED, BAN_NONE, BAN_WOULD_ONLY, ban, ban_state, bans_possible, count_banned},
+    bans::{
+        BAN_ENFORCED, BAN_NONE, BAN_WOULD_ONLY, ban, ban_state, bans_possible, count_banned,
+        observed_pps,
+    },
     limits::limits,
     maps::{ALLOW, BLOCK, POLICIES, PORTS, RULES, SETTINGS},
     parse::Packet,
@@ -130,7 +133,13 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
     let Some(policy) = POLICIES.get(slot) else {
         return (Verdict::Pass, Reason::Ok);
     };
-    let monitor = settings.flags & SETTINGS_MONITOR != 0 || policy.flags & POLICY_MONITOR != 0;
+    // Monitor mode, global or the policy's, read back from memory: as a
+    // constant (the two tests of `||`) it split every later path in two
+    // for the verifier.
+    let monitor = crate::scratch::opaque_flag(
+        (settings.flags & SETTINGS_MONITOR != 0) as u32
+            | (policy.flags & POLICY_MONITOR != 0) as u32,
+    );
 
     src_key.addr = src_bytes(pkt);
     // An IPv4-mapped IPv6 source is the IPv4 host (README "What the program decides").
@@ -246,10 +255,17 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
             account(pfx, len, true);
             if reason.is_prefix() {
                 if policy.prefix_ban_ns != 0 {
-                    ban(pfx_ban, policy.prefix_ban_ns, reason, pfx, monitor);
+                    let pps = observed_pps(pfx, now);
+                    ban(pfx_ban, policy.prefix_ban_ns, reason, pps, monitor);
                 }
             } else if policy.ban_ns != 0
-                && ban(src_ban, policy.ban_ns, reason, src, monitor)
+                && ban(
+                    src_ban,
+                    policy.ban_ns,
+                    reason,
+                    observed_pps(src, now),
+                    monitor,
+                )
                 && !monitor
             {
                 info!(ctx, "floodgate: banned a source for {}", reason as u32);

@@ -28,6 +28,8 @@ pub struct Scratch {
     pub fresh: Track6,
     /// The parser's result, on its way to the decision (see [`settle`]).
     pub pkt: Packet,
+    /// A table way's index on its way through memory (`table::opaque`).
+    pub way: u64,
 }
 
 #[map]
@@ -70,5 +72,22 @@ pub fn settle(pkt: Packet) -> Option<(*mut Scratch, Packet)> {
         let slot = &raw mut (*sc).pkt;
         core::ptr::write_volatile(slot, pkt);
         Some((sc, core::ptr::read_volatile(slot)))
+    }
+}
+
+/// `flag` (0 or 1) as the verifier sees a value read from a map: either,
+/// not one known constant that splits every later path in two. Through this
+/// CPU's scratch slot, like [`settle`].
+#[inline(always)]
+pub fn opaque_flag(flag: u32) -> bool {
+    let Some(sc) = scratch() else {
+        return flag != 0;
+    };
+    // SAFETY: this CPU's live scratch slot; volatile so the value goes
+    // through memory rather than being forwarded.
+    unsafe {
+        let p = &raw mut (*sc).way;
+        core::ptr::write_volatile(p, u64::from(flag));
+        core::ptr::read_volatile(p) & 1 != 0
     }
 }

@@ -21,40 +21,47 @@ static SOURCE_SETS: Global<u32> = Global::new(1);
 #[unsafe(no_mangle)]
 static PREFIX_SETS: Global<u32> = Global::new(1);
 
-/// A table and its number of sets.
-#[derive(Clone, Copy)]
-pub(crate) struct Table {
-    map: &'static Array<Set>,
-    sets: u32,
-}
-
+/// The map and number of sets of the sources' table, or with `prefix` the
+/// prefixes'.
 #[inline(always)]
-pub(crate) fn sources() -> Table {
-    Table {
-        map: &SOURCES,
-        sets: SOURCE_SETS.load(),
+fn table(prefix: bool) -> (&'static Array<Set>, u32) {
+    if prefix {
+        (&PREFIXES, PREFIX_SETS.load())
+    } else {
+        (&SOURCES, SOURCE_SETS.load())
     }
 }
 
+/// The two sets `key` may live in (None when out of the map: a table loaded
+/// without its sizes).
 #[inline(always)]
-pub(crate) fn prefixes() -> Table {
-    Table {
-        map: &PREFIXES,
-        sets: PREFIX_SETS.load(),
-    }
+fn sets(prefix: bool, key: u32) -> Option<(*mut Set, *mut Set)> {
+    let (map, count) = table(prefix);
+    let seed = TABLE_SEED.load();
+    let a = map.get_ptr_mut(set_of(key, seed, count))?;
+    let b = map.get_ptr_mut(second_set_of(key, seed, count))?;
+    Some((a, b))
 }
 
-/// What a lookup found: the key's state (`hit`), or else the way a newcomer
-/// would claim — its set, index and the tag it had (`set` null when the set
-/// is out of the map: a table loaded without its sizes). Every field is
-/// always set: LLVM spills the undefined parts of an enum's payload as
-/// registers the verifier has never seen written, and refuses them.
-#[derive(Clone, Copy)]
-pub(crate) struct Lookup {
-    pub hit: *mut TrackState,
-    set: *mut Set,
-    way: usize,
-    old: u64,
+/// `w` (below [`WAYS`]) as the verifier sees a value read from a map: a
+/// number from 0 to 3, not one of four constants. A way known as a constant
+/// makes the pointer to its state one of four, and the verifier follows the
+/// rest of the decision once for each — for the source's way and again for the
+/// prefix's, 64 times over the limits: Linux 6.1 gave up at its million
+/// instructions. Through this CPU's scratch slot, all four are one state.
+#[inline(always)]
+fn opaque(w: usize) -> usize {
+    let Some(sc) = crate::scratch::scratch() else {
+        return w & (WAYS as usize - 1);
+    };
+    // SAFETY: this CPU's scratch slot; volatile so the value goes through
+    // memory rather than being forwarded.
+    let w = unsafe {
+        let p = &raw mut (*sc).way;
+        core::ptr::write_volatile(p, w as u64);
+        core::ptr::read_volatile(p)
+    };
+    w as usize & (WAYS as usize - 1)
 }
 
 /// Tag `w` of `set` as an atomic cell.
@@ -116,56 +123,46 @@ fn hit(set: *mut Set, w: usize, held: u64, key: u32, now_tick: u32) -> *mut Trac
     if tag_tick(held) != now_tick {
         let _ = tag_cell(set, w).cas(held, tag(key, now_tick));
     }
-    way_state(set, w)
+    way_state(set, opaque(w))
 }
 
-/// Looks `key` up in its two sets of `t` (the first, then the second: a
-/// newcomer goes to the emptier, `set_table::choose`).
-#[inline(always)]
-pub(crate) fn find(t: Table, key: u32, now: u64) -> Lookup {
-    let mut found = Lookup {
-        hit: core::ptr::null_mut(),
-        set: core::ptr::null_mut(),
-        way: 0,
-        old: 0,
-    };
-    let seed = TABLE_SEED.load();
-    let Some(a) = t.map.get_ptr_mut(set_of(key, seed, t.sets)) else {
-        return found;
+/// The state of `key` in the sources' table (or with `prefix` the
+/// prefixes'), null when neither of its sets holds it. A subprogram, like
+/// [`claim`]: its branches (which set, which way, a tag to refresh) are
+/// verified inside it, and the decision after it once for all of them.
+#[inline(never)]
+pub(crate) fn find(prefix: bool, key: u32, now: u64) -> *mut TrackState {
+    let Some((a, b)) = sets(prefix, key) else {
+        return core::ptr::null_mut();
     };
     let now_tick = tick(now);
-    let ta = tags(a);
-    if let Some((w, old)) = held(&ta, key) {
-        found.hit = hit(a, w, old, key, now_tick);
-        return found;
+    if let Some((w, old)) = held(&tags(a), key) {
+        return hit(a, w, old, key, now_tick);
     }
-    let Some(b) = t.map.get_ptr_mut(second_set_of(key, seed, t.sets)) else {
-        return found;
-    };
-    let tb = tags(b);
-    if let Some((w, old)) = held(&tb, key) {
-        found.hit = hit(b, w, old, key, now_tick);
-        return found;
+    if let Some((w, old)) = held(&tags(b), key) {
+        return hit(b, w, old, key, now_tick);
     }
-    let (in_b, w) = choose(&ta, &tb, now_tick);
-    found.set = if in_b { b } else { a };
-    found.way = w;
-    found.old = if in_b { tb[w & 3] } else { ta[w & 3] };
-    found
+    core::ptr::null_mut()
 }
 
-/// Claims the way a missed lookup chose for `key`, with a fresh state. When
-/// another CPU claimed it this instant for the same key, that entry is used;
-/// for another key (or no set), null: the packet is not tracked, its source
-/// a newcomer either way.
-#[inline(always)]
-pub(crate) fn claim(miss: &Lookup, key: u32, now: u64) -> *mut TrackState {
-    if miss.set.is_null() {
+/// Claims a way for `key`, which [`find`] did not find, with a fresh state:
+/// in the emptier of its two sets, else the way of the eight seen longest
+/// ago (`set_table::choose`). When another CPU claimed one for the same key
+/// this instant, that entry is used; when it claimed the chosen way for
+/// another key, null: the packet is not tracked, its source a newcomer
+/// either way.
+#[inline(never)]
+pub(crate) fn claim(prefix: bool, key: u32, now: u64) -> *mut TrackState {
+    let Some((a, b)) = sets(prefix, key) else {
         return core::ptr::null_mut();
-    }
+    };
     let t = tick(now);
-    let s = way_state(miss.set, miss.way);
-    match tag_cell(miss.set, miss.way).cas(miss.old, tag(key, t)) {
+    let (ta, tb) = (tags(a), tags(b));
+    let (in_b, w) = choose(&ta, &tb, t);
+    let (set, old) = if in_b { (b, tb[w & 3]) } else { (a, ta[w & 3]) };
+    let w = opaque(w);
+    let s = way_state(set, w);
+    match tag_cell(set, w).cas(old, tag(key, t)) {
         Ok(_) => {
             fresh(s, t);
             s

@@ -20,7 +20,8 @@ use crate::{
 
 /// Where a source or prefix is kept: in the IPv4 table by `key4`, or with
 /// `v6` in the IPv6 map by `key6`. A struct with every field set, not an
-/// enum (see `table::Lookup`).
+/// enum: LLVM spills the undefined parts of an enum's payload as registers
+/// the verifier has never seen written, and refuses them.
 #[derive(Clone, Copy)]
 pub(crate) struct Place<'a> {
     pub v6: bool,
@@ -70,12 +71,7 @@ pub(crate) fn tracked(prefix: bool, place: Place<'_>, now: u64) -> Option<*mut T
         }?;
         return Some(table::seen6(v, now));
     }
-    let t = if prefix {
-        table::prefixes()
-    } else {
-        table::sources()
-    };
-    let found = table::find(t, place.key4, now).hit;
+    let found = table::find(prefix, place.key4, now);
     (!found.is_null()).then_some(found)
 }
 
@@ -100,12 +96,12 @@ pub(crate) fn source_entry(
             .get_ptr_mut(place.key6)
             .map(|v| unsafe { &raw mut (*v).state }));
     }
-    let found = table::find(table::sources(), place.key4, now);
-    if !found.hit.is_null() {
-        return Ok(Some(found.hit));
+    let found = table::find(false, place.key4, now);
+    if !found.is_null() {
+        return Ok(Some(found));
     }
     admit(settings, now)?;
-    let claimed = table::claim(&found, place.key4, now);
+    let claimed = table::claim(false, place.key4, now);
     Ok((!claimed.is_null()).then_some(claimed))
 }
 
@@ -166,11 +162,11 @@ pub(crate) fn prefix_entry(place: Place<'_>, now: u64) -> Option<*mut TrackState
             .get_ptr_mut(place.key6)
             .map(|v| unsafe { &raw mut (*v).state })
     } else {
-        let found = table::find(table::prefixes(), place.key4, now);
-        if !found.hit.is_null() {
-            return Some(found.hit);
+        let found = table::find(true, place.key4, now);
+        if !found.is_null() {
+            return Some(found);
         }
-        let claimed = table::claim(&found, place.key4, now);
+        let claimed = table::claim(true, place.key4, now);
         (!claimed.is_null()).then_some(claimed)
     };
     bump(|g| {

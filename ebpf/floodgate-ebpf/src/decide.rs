@@ -137,8 +137,8 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
     // constant (the two tests of `||`) it split every later path in two
     // for the verifier.
     let monitor = crate::scratch::opaque_flag(
-        (settings.flags & SETTINGS_MONITOR != 0) as u32
-            | (policy.flags & POLICY_MONITOR != 0) as u32,
+        u32::from(settings.flags & SETTINGS_MONITOR != 0)
+            | u32::from(policy.flags & POLICY_MONITOR != 0),
     );
 
     src_key.addr = src_bytes(pkt);

@@ -5,11 +5,12 @@
 //!
 //! A table is an ARRAY map (mmapable, so userspace reads it by mmap) of
 //! [`Set`]s: [`WAYS`] tags in the set's first cache line, then the ways'
-//! [`TrackState`]s. A key lives in one set, chosen by a keyed hash
-//! ([`set_of`]); within it, a way's tag — the key and when it was last seen —
-//! is claimed with one 64-bit compare-and-swap, and a newcomer takes the first
-//! empty way or else the one seen longest ago ([`victim`]). No global lock, no
-//! free list: a miss costs one CAS, a hit reads one cache line of tags.
+//! [`TrackState`]s. A key lives in one of two sets, chosen by keyed hashes
+//! ([`set_of`], [`second_set_of`]); a way's tag — the key and when it was
+//! last seen — is claimed with one 64-bit compare-and-swap, and a newcomer
+//! takes an empty way of the emptier set or else the way of the eight seen
+//! longest ago ([`choose`]). No global lock, no free list: a miss costs one
+//! CAS, a hit reads one or two cache lines of tags.
 //!
 //! Keys are IPv4 addresses as a u32 in memory order ([`v4_key`]); IPv6 keeps
 //! the kernel's LRU hash (`SOURCES6`, `PREFIXES6`), which has room for its

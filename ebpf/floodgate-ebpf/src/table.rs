@@ -21,22 +21,10 @@ static SOURCE_SETS: Global<u32> = Global::new(1);
 #[unsafe(no_mangle)]
 static PREFIX_SETS: Global<u32> = Global::new(1);
 
-/// The map and number of sets of the sources' table, or with `prefix` the
-/// prefixes'.
+/// The two sets `key` may live in, of `map`'s `count` (None when out of the
+/// map: a table loaded without its sizes).
 #[inline(always)]
-fn table(prefix: bool) -> (&'static Array<Set>, u32) {
-    if prefix {
-        (&PREFIXES, PREFIX_SETS.load())
-    } else {
-        (&SOURCES, SOURCE_SETS.load())
-    }
-}
-
-/// The two sets `key` may live in (None when out of the map: a table loaded
-/// without its sizes).
-#[inline(always)]
-fn sets(prefix: bool, key: u32) -> Option<(*mut Set, *mut Set)> {
-    let (map, count) = table(prefix);
+fn sets(map: &'static Array<Set>, count: u32, key: u32) -> Option<(*mut Set, *mut Set)> {
     let seed = TABLE_SEED.load();
     let a = map.get_ptr_mut(set_of(key, seed, count))?;
     let b = map.get_ptr_mut(second_set_of(key, seed, count))?;
@@ -126,13 +114,59 @@ fn hit(set: *mut Set, w: usize, held: u64, key: u32, now_tick: u32) -> *mut Trac
     way_state(set, opaque(w))
 }
 
-/// The state of `key` in the sources' table (or with `prefix` the
-/// prefixes'), null when neither of its sets holds it. A subprogram, like
-/// [`claim`]: its branches (which set, which way, a tag to refresh) are
-/// verified inside it, and the decision after it once for all of them.
-#[inline(never)]
+/// The state of `key` in the sources' table (`prefix` false) or the
+/// prefixes', null when neither of its sets holds it.
+///
+/// The lookups live in subprograms, one per table and kind: their branches
+/// (which set, which way, a tag to refresh) are verified inside them and the
+/// decision after them once for all of those (Linux 6.1 gave up at its
+/// million instructions with them inlined), and each subprogram knows its
+/// one map, so the verifier still inlines the array lookups (a subprogram
+/// picking between two maps called `array_map_lookup_elem`, a fifth of the
+/// rate-limited path).
+#[inline(always)]
 pub(crate) fn find(prefix: bool, key: u32, now: u64) -> *mut TrackState {
-    let Some((a, b)) = sets(prefix, key) else {
+    if prefix {
+        find_prefix(key, now)
+    } else {
+        find_source(key, now)
+    }
+}
+
+/// Claims a way for `key`, which [`find`] did not find (see [`claim_in`]).
+#[inline(always)]
+pub(crate) fn claim(prefix: bool, key: u32, now: u64) -> *mut TrackState {
+    if prefix {
+        claim_prefix(key, now)
+    } else {
+        claim_source(key, now)
+    }
+}
+
+#[inline(never)]
+fn find_source(key: u32, now: u64) -> *mut TrackState {
+    find_in(&SOURCES, SOURCE_SETS.load(), key, now)
+}
+
+#[inline(never)]
+fn find_prefix(key: u32, now: u64) -> *mut TrackState {
+    find_in(&PREFIXES, PREFIX_SETS.load(), key, now)
+}
+
+#[inline(never)]
+fn claim_source(key: u32, now: u64) -> *mut TrackState {
+    claim_in(&SOURCES, SOURCE_SETS.load(), key, now)
+}
+
+#[inline(never)]
+fn claim_prefix(key: u32, now: u64) -> *mut TrackState {
+    claim_in(&PREFIXES, PREFIX_SETS.load(), key, now)
+}
+
+/// The state of `key` in the table `map` of `count` sets, or null.
+#[inline(always)]
+fn find_in(map: &'static Array<Set>, count: u32, key: u32, now: u64) -> *mut TrackState {
+    let Some((a, b)) = sets(map, count, key) else {
         return core::ptr::null_mut();
     };
     let now_tick = tick(now);
@@ -145,15 +179,14 @@ pub(crate) fn find(prefix: bool, key: u32, now: u64) -> *mut TrackState {
     core::ptr::null_mut()
 }
 
-/// Claims a way for `key`, which [`find`] did not find, with a fresh state:
-/// in the emptier of its two sets, else the way of the eight seen longest
-/// ago (`set_table::choose`). When another CPU claimed one for the same key
-/// this instant, that entry is used; when it claimed the chosen way for
-/// another key, null: the packet is not tracked, its source a newcomer
-/// either way.
-#[inline(never)]
-pub(crate) fn claim(prefix: bool, key: u32, now: u64) -> *mut TrackState {
-    let Some((a, b)) = sets(prefix, key) else {
+/// Claims a way of `map` for `key` with a fresh state: in the emptier of
+/// its two sets, else the way of the eight seen longest ago
+/// (`set_table::choose`). When another CPU claimed one for the same key this
+/// instant, that entry is used; when it claimed the chosen way for another
+/// key, null: the packet is not tracked, its source a newcomer either way.
+#[inline(always)]
+fn claim_in(map: &'static Array<Set>, count: u32, key: u32, now: u64) -> *mut TrackState {
+    let Some((a, b)) = sets(map, count, key) else {
         return core::ptr::null_mut();
     };
     let t = tick(now);

@@ -487,13 +487,14 @@ impl Floodgate {
     }
 }
 
-/// A secret seed for new tables, from the kernel's random pool (the clock
-/// when that fails: a seed only has to be unknown to senders, and a start
-/// without randomness must still filter).
+/// A secret seed for new tables, from the kernel's random pool without
+/// waiting for it (GRND_INSECURE): a daemon started early in boot, or in a VM
+/// with no entropy source, must not block until the pool is initialised — a
+/// seed only has to be unknown to senders. The clock when even that fails.
 fn fresh_seed() -> u64 {
     let mut buf = [0u8; 8];
     // SAFETY: `buf` is 8 writable bytes.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_INSECURE) };
     if n == 8 {
         u64::from_ne_bytes(buf) | 1
     } else {

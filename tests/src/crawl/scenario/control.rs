@@ -213,11 +213,20 @@ pub fn restart_under_flood(bin: &str) -> Result<Outcome> {
     )?;
     let hlog = l.file("hping.log");
     let hping = Hping::start(&mut l.lab, &sns, starget, 400, &hlog)?;
+    // Measure only once both limits are in steady state: the crawler banned
+    // and the SYN bucket drained (its first drop). Until then the SYN source
+    // still spends its 200-packet burst and a window would count it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ban_reason(&seen(&l)?, &crawler.to_string()).is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
+    loop {
+        let s = seen(&l)?;
+        let banned = ban_reason(&s, &crawler.to_string()).is_some();
+        let drained = drops_of(&drops_between(&Value::Null, &s.stats), "rate_syn") > 0;
+        if (banned && drained) || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(500));
     let (a, b) = l.passed.window(Duration::from_secs(2))?;
     l.daemon
         .stop_in(&mut l.lab, nix::sys::signal::Signal::SIGKILL)?;

@@ -9,7 +9,11 @@
 //!   (`bench_table.rs`) instead of the LRU hash;
 //! - `xdp_gen`: a live-frames traffic generator (BPF_PROG_TEST_RUN with
 //!   BPF_F_TEST_XDP_LIVE_FRAMES) that redirects each frame out of `GEN_IFINDEX`,
-//!   rotating the IPv4 source over `GEN_NSRC` addresses from `GEN_SRC_BASE`.
+//!   rotating the IPv4 source over `GEN_NSRC` addresses from `GEN_SRC_BASE`;
+//! - `fresh_source`: gives every BPF_PROG_TEST_RUN repetition a source not
+//!   seen for millions of packets, then tail-calls the program in slot 0 of
+//!   `FRESH_NEXT` (floodgate, or `xdp_drop` for this path's floor): what a
+//!   first-seen source costs.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics, asm_experimental_arch))]
@@ -34,7 +38,7 @@ use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     helpers::bpf_redirect,
     macros::{map, xdp},
-    maps::{Array, LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 
@@ -49,6 +53,16 @@ static GEN_SRC_BASE: Global<u32> = Global::new(0);
 /// Per-CPU frame sequence: the generator runs on one CPU per thread.
 #[map]
 static GEN_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where `fresh_source` goes on: slot 0, set by the bench.
+#[map]
+static FRESH_NEXT: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// `fresh_source`'s sources: 100.64.0.0/10 (RFC 6598, only ever inside the
+/// lab), 4 194 304 addresses in turn, so with a table of about a million none
+/// is still tracked when it comes round again.
+const FRESH_BASE: u32 = 0x6440_0000;
+const FRESH_SPAN: u64 = 1 << 22;
 
 /// `one_map`'s bucket: slot 0 the time one packet costs (ns), slot 1 how far
 /// ahead of now the arrival time may run (burst × interval). Written by the bench.
@@ -160,24 +174,53 @@ pub fn xdp_gen(ctx: XdpContext) -> u32 {
     unsafe { bpf_redirect(GEN_IFINDEX.load(), 0) as u32 }
 }
 
-/// Sets the IPv4 source to base + (seq mod nsrc) and recomputes the header checksum.
+#[xdp]
+pub fn fresh_source(ctx: XdpContext) -> u32 {
+    let Some(n) = next_seq() else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let src = FRESH_BASE.wrapping_add((n % FRESH_SPAN) as u32);
+    if write_source(&ctx, src).is_none() {
+        return xdp_action::XDP_ABORTED;
+    }
+    // SAFETY: `ctx` is this program's context; on success the call does not
+    // return.
+    unsafe { FRESH_NEXT.tail_call(&ctx, 0) };
+    // Slot 0 empty: the bench would measure nothing, so say so.
+    xdp_action::XDP_ABORTED
+}
+
+/// This CPU's next frame number.
+#[inline(always)]
+fn next_seq() -> Option<u64> {
+    let seq = GEN_SEQ.get_ptr_mut(0)?;
+    // SAFETY: a live per-CPU map value, only this CPU touches it.
+    unsafe {
+        let n = *seq;
+        *seq = n + 1;
+        Some(n)
+    }
+}
+
+/// Sets the IPv4 source to base + (seq mod nsrc).
 #[inline(always)]
 fn rewrite_source(ctx: &XdpContext, nsrc: u32) -> Option<()> {
+    let n = next_seq()?;
+    let src = GEN_SRC_BASE
+        .load()
+        .wrapping_add((n % u64::from(nsrc)) as u32);
+    write_source(ctx, src)
+}
+
+/// Writes `src` (host order) as the IPv4 source and recomputes the header
+/// checksum.
+#[inline(always)]
+fn write_source(ctx: &XdpContext, src: u32) -> Option<()> {
     const IP: usize = 14;
     let (start, end) = (ctx.data(), ctx.data_end());
     if start + IP + 20 > end {
         return None;
     }
-    let seq = GEN_SEQ.get_ptr_mut(0)?;
-    // SAFETY: a live per-CPU map value, only this CPU touches it.
-    let n = unsafe {
-        let n = *seq;
-        *seq = n + 1;
-        n
-    };
-    let src = GEN_SRC_BASE
-        .load()
-        .wrapping_add((n % u64::from(nsrc)) as u32);
     let ip = (start + IP) as *mut [u8; 20];
     // SAFETY: the 20 header bytes were bounds-checked above.
     let hdr = unsafe { &mut *ip };

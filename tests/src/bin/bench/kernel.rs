@@ -166,6 +166,7 @@ pub fn run(plan: &Plan) -> Result<Value> {
         }));
     }
     rows.push(scale(plan, &limited, floor_prog)?);
+    rows.extend(crate::fresh::run(plan)?);
     for (name, path) in [
         (
             crate::one_map::ONE_MAP,

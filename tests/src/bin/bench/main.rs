@@ -9,6 +9,7 @@
 mod before;
 mod control;
 mod filters;
+mod fresh;
 mod kernel;
 mod lists;
 mod live;

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
     maps::ProgramArray,
-    programs::{ProgramFd, TestRun as _, TestRunOptions, Xdp},
+    programs::{ProgramFd, Xdp},
 };
 use floodgate::loader::Capacity;
 use floodgate_tests::{
@@ -49,12 +49,7 @@ fn run_into(bench: &mut Ebpf, next: &ProgramFd, frame: &[u8], plan: &Plan) -> Re
         .program("fresh_source")
         .context("fresh_source")?
         .try_into()?;
-    let r = prog.test_run(TestRunOptions {
-        data_in: Some(frame),
-        repeat: plan.repeat,
-        ..TestRunOptions::default()
-    })?;
-    Ok((r.duration.as_nanos() as f64, r.return_value))
+    crate::kernel::once(prog, frame, plan)
 }
 
 /// Both cases' rows, with their profiles.

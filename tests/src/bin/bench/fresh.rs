@@ -22,6 +22,8 @@ use crate::{
     kernel::{median, policies},
 };
 
+const DEFAULT_SOURCES: u32 = 1_000_000;
+
 /// The two tables a newcomer is measured against: one that stays in the
 /// CPU's caches (the other paths' 4096 sources) and the default capacity,
 /// 92 MiB of sets that a newcomer reads at random, from memory.
@@ -32,7 +34,12 @@ const CASES: [(&str, Capacity); 2] = [
     ),
     (
         "first-seen source (an under-limit pass), default capacity",
-        Capacity::new(1_000_000, 125_000, 62_500, 16_384),
+        Capacity::new(
+            DEFAULT_SOURCES,
+            floodgate_common::default_prefix_capacity(DEFAULT_SOURCES),
+            floodgate_common::default_ban_capacity(DEFAULT_SOURCES),
+            16_384,
+        ),
     ),
 ];
 
@@ -56,11 +63,11 @@ fn run_into(bench: &mut Ebpf, next: &ProgramFd, frame: &[u8], plan: &Plan) -> Re
 pub fn run(plan: &Plan) -> Result<Vec<Value>> {
     CASES
         .iter()
-        .map(|(path, capacity)| case(plan, path, *capacity, true))
+        .map(|(path, capacity)| case(plan, path, *capacity))
         .collect()
 }
 
-fn case(plan: &Plan, path: &str, capacity: Capacity, profile: bool) -> Result<Value> {
+fn case(plan: &Plan, path: &str, capacity: Capacity) -> Result<Value> {
     let mut bench =
         Ebpf::load(floodgate::object::BENCH_OBJECT).context("loading the benchmark programs")?;
     for name in ["xdp_drop", "fresh_source"] {
@@ -104,15 +111,11 @@ fn case(plan: &Plan, path: &str, capacity: Capacity, profile: bool) -> Result<Va
         share >= 0.99,
         "{path}: only {admitted} of {packets} packets were first-seen sources"
     );
-    let profile = if profile {
-        let prog: &Xdp = bench
-            .program("fresh_source")
-            .context("fresh_source")?
-            .try_into()?;
-        crate::profile::sample(prog, &frame, 1.5)?
-    } else {
-        Value::Null
-    };
+    let prog: &Xdp = bench
+        .program("fresh_source")
+        .context("fresh_source")?
+        .try_into()?;
+    let profile = crate::profile::sample(prog, &frame, 1.5)?;
     Ok(json!({
         "path": path,
         "profile": profile,

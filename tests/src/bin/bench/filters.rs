@@ -11,6 +11,8 @@ use aya::{
 use floodgate::loader::{AttachMode, Floodgate};
 use floodgate_tests::lab::{Ns, sh};
 
+use crate::limit::Limit;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Filter {
     XdpDrop,
@@ -47,6 +49,16 @@ impl Filter {
     pub const fn limits(self) -> bool {
         !matches!(self, Filter::Unfiltered)
     }
+
+    /// Whether its per-source state outlives a detach, so a warm-up round
+    /// leaves every source of the next rounds already tracked. nft and
+    /// hashlimit build their tables afresh on every install.
+    pub const fn keeps_state(self) -> bool {
+        matches!(
+            self,
+            Filter::Floodgate | Filter::FloodgateDefaults | Filter::OneMap | Filter::SetTable
+        )
+    }
 }
 
 /// What is attached right now.
@@ -79,7 +91,7 @@ fn xdp_drop(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
 }
 
 impl Receiver {
-    pub fn install(&mut self, filter: Filter, rate: u64, src: &str) -> Result<Installed> {
+    pub fn install(&mut self, filter: Filter, limit: Limit, src: &str) -> Result<Installed> {
         let ns = self.ns.name.clone();
         Ok(match filter {
             Filter::XdpDrop => {
@@ -99,7 +111,7 @@ impl Receiver {
                 } else {
                     crate::one_map::SET_TABLE
                 };
-                crate::one_map::set_limit(&mut self.one_map, rate)?;
+                crate::one_map::set_limit(&mut self.one_map, limit)?;
                 let prog = crate::one_map::program(&mut self.one_map, name)?;
                 Installed::Baseline(name, prog.attach(&self.iface, XdpMode::Driver)?)
             }
@@ -116,7 +128,9 @@ impl Receiver {
                 let rules = format!(
                     "table ip rl {{\n set m4 {{ type ipv4_addr; size 65536; flags dynamic,timeout; timeout 60s; }}\n \
                      chain pre {{ type filter hook prerouting priority raw; policy accept;\n  \
-                     add @m4 {{ ip saddr limit rate over {rate}/second burst {rate} packets }} counter drop\n }}\n}}\n"
+                     add @m4 {{ ip saddr limit rate over {} burst {} packets }} counter drop\n }}\n}}\n",
+                    limit.nft(),
+                    limit.packets
                 );
                 let file = self.bpffs.with_extension("nft");
                 std::fs::write(&file, rules)?;
@@ -137,8 +151,8 @@ impl Receiver {
                 Installed::Shell
             }
             Filter::IptHashlimit => {
-                let r = format!("{rate}/sec");
-                let b = rate.to_string();
+                let r = limit.hashlimit();
+                let b = limit.packets.to_string();
                 sh(
                     "ip",
                     &[

@@ -11,12 +11,14 @@ mod control;
 mod filters;
 mod fresh;
 mod kernel;
+mod limit;
 mod lists;
 mod live;
 mod memory;
 mod one_map;
 mod profile;
 mod report;
+mod spoofed;
 mod walks;
 
 use anyhow::Result;
@@ -96,8 +98,8 @@ fn main() -> Result<()> {
             "live_seconds_per_run": plan.secs,
             "rounds_one_source": plan.rounds_one,
             "rounds_many_sources": plan.rounds_many,
-            "limit_pps_per_source": live::LIMIT_PPS,
-            "limit_pps_many_sources": live::LIMIT_PPS_MANY,
+            "limit_one_source": limit::ONE_SOURCE.config(),
+            "limit_many_sources": limit::MANY_SOURCES.config(),
             "frame_bytes": 60,
         },
         "kernel": kernel,

@@ -9,6 +9,8 @@ use aya::{
     programs::Xdp,
 };
 
+use crate::limit::Limit;
+
 pub const ONE_MAP: &str = "one_map";
 pub const SET_TABLE: &str = "set_table";
 
@@ -34,15 +36,15 @@ pub fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
         .try_into()?)
 }
 
-/// Sets the per-source bucket: `pps` packets a second, a burst of `pps`.
-pub fn set_limit(ebpf: &mut Ebpf, pps: u64) -> Result<()> {
-    let interval = 1_000_000_000 / pps.max(1);
-    let mut limit: Array<_, u64> = ebpf
+/// Sets the per-source bucket: `limit`'s rate and burst.
+pub fn set_limit(ebpf: &mut Ebpf, limit: Limit) -> Result<()> {
+    let interval = limit.interval_ns();
+    let mut table: Array<_, u64> = ebpf
         .map_mut("ONE_MAP_LIMIT")
         .context("ONE_MAP_LIMIT")?
         .try_into()?;
-    limit.set(0, interval, 0)?;
-    limit.set(1, interval * pps, 0)?;
+    table.set(0, interval, 0)?;
+    table.set(1, interval * limit.packets, 0)?;
     Ok(())
 }
 

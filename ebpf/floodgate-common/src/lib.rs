@@ -119,3 +119,9 @@ const fn at_least_16(n: u32) -> u32 {
 }
 /// Size of the ban-event ring buffer in bytes (power of two, page multiple).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
+
+/// How many distinct IPv4 sources the benchmark's `fresh_source` hands out in
+/// turn: more than a first-seen case of `cargo xtask bench` sends (its
+/// floor's packets and floodgate's, 2 × 5 × 2 000 000), so none repeats while
+/// it is measured.
+pub const BENCH_FRESH_SOURCES: u64 = 1 << 25;

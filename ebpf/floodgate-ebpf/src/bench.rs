@@ -58,14 +58,13 @@ static GEN_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static FRESH_NEXT: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-/// `fresh_source`'s sources: 33 554 432 addresses of 240.0.0.0/4 (reserved,
-/// never routed; these frames only ever reach `BPF_PROG_TEST_RUN`) in turn,
-/// more than a bench case sends (its floor's packets and floodgate's, 2 × 5 ×
-/// 2 000 000), so no address comes round again while it is measured. With
-/// 4 194 304 they did, and 1–6 % of them were still tracked, depending on
-/// how the table's ticks fell.
+/// `fresh_source`'s sources: `BENCH_FRESH_SOURCES` addresses of 240.0.0.0/4
+/// (reserved, never routed; these frames only ever reach
+/// `BPF_PROG_TEST_RUN`) in turn, so no address comes round again while a case
+/// is measured. With 4 194 304 they did, and 1–6 % of them were still
+/// tracked, depending on how the table's ticks fell.
 const FRESH_BASE: u32 = 0xf000_0000;
-const FRESH_SPAN: u64 = 1 << 25;
+const FRESH_SPAN: u64 = floodgate_common::BENCH_FRESH_SOURCES;
 
 /// `one_map`'s bucket: slot 0 the time one packet costs (ns), slot 1 how far
 /// ahead of now the arrival time may run (burst × interval). Written by the bench.

@@ -22,11 +22,7 @@ use crate::{
     kernel::{median, policies},
 };
 
-const DEFAULT_SOURCES: u32 = 1_000_000;
-
-/// How many distinct sources `fresh_source` hands out in turn (its
-/// `FRESH_SPAN` in ebpf/floodgate-ebpf/src/bench.rs).
-const FRESH_SPAN: u64 = 1 << 25;
+use floodgate_common::{BENCH_FRESH_SOURCES, DEFAULT_SOURCE_CAPACITY as DEFAULT_SOURCES};
 
 /// The two tables a newcomer is measured against: one that stays in the
 /// CPU's caches (the other paths' 4096 sources) and the default capacity,
@@ -95,11 +91,11 @@ fn case(plan: &Plan, path: &str, capacity: Capacity) -> Result<Value> {
     let fg_fd = dut.fg.program()?.fd()?.try_clone()?;
     let before = dut.fg.global_state()?.source_inserts;
     // The floor's packets and floodgate's draw from one sequence of
-    // `FRESH_SPAN` (bench.rs) addresses: all of them must be distinct.
+    // `BENCH_FRESH_SOURCES` addresses: all of them must be distinct.
     let sent = 2 * u64::try_from(plan.runs)? * u64::from(plan.repeat);
     anyhow::ensure!(
-        sent <= FRESH_SPAN,
-        "{path}: {sent} packets would repeat fresh_source's {FRESH_SPAN} addresses"
+        sent <= BENCH_FRESH_SOURCES,
+        "{path}: {sent} packets would repeat fresh_source's {BENCH_FRESH_SOURCES} addresses"
     );
     let (mut own, mut above, mut verdict) = (Vec::new(), Vec::new(), 0);
     for _ in 0..plan.runs {
@@ -113,7 +109,7 @@ fn case(plan: &Plan, path: &str, capacity: Capacity) -> Result<Value> {
     let runs = u64::try_from(plan.runs)?;
     let admitted = dut.fg.global_state()?.source_inserts - before;
     // Nearly every repetition must have been a newcomer, or this is not the
-    // path: no address repeats within a case (`FRESH_SPAN` in bench.rs), so
+    // path: no address repeats within a case (`BENCH_FRESH_SOURCES`), so
     // only the new-source budget could turn one away.
     let packets = runs * u64::from(plan.repeat);
     let share = admitted as f64 / packets as f64;

@@ -211,13 +211,7 @@ fn other_bans(d: &mut Dut) -> Result<()> {
 /// A baseline limiter's rate-limited drop: the same frame over its bucket.
 fn baseline(plan: &Plan, floor: &Xdp, name: &str, path: &str) -> Result<Value> {
     let mut ebpf = crate::one_map::load()?;
-    crate::one_map::set_limit(
-        &mut ebpf,
-        crate::limit::Limit {
-            packets: 1,
-            per_secs: 1,
-        },
-    )?;
+    crate::one_map::set_limit(&mut ebpf, crate::limit::Limit::per_second(1))?;
     let frame = Frame::udp(ip("198.18.7.7"), 80).build();
     let prog: &Xdp = ebpf.program(name).context("baseline program")?.try_into()?;
     let (ns, above, verdict) = measure(floor, prog, &frame, plan)?;

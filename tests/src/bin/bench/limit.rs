@@ -3,7 +3,7 @@
 
 use floodgate_common::Rate;
 
-const SECOND: u64 = 1_000_000_000;
+use crate::kernel::SECOND;
 
 /// `packets` every `per_secs` seconds, with a burst of `packets`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +31,18 @@ pub const MANY_SOURCES: Limit = Limit {
     per_secs: 3600,
 };
 
+/// The spoofed flood beyond capacity: its admitted sources pass within it.
+pub const OVER_CAPACITY: Limit = Limit::per_second(10);
+
 impl Limit {
+    /// `packets` a second, a burst of `packets`.
+    pub const fn per_second(packets: u64) -> Limit {
+        Limit {
+            packets,
+            per_secs: 1,
+        }
+    }
+
     /// floodgate's rate.
     pub fn rate(self) -> Rate {
         Rate::new(self.packets, self.per_secs * SECOND, self.packets)

@@ -27,15 +27,12 @@ use serde_json::{Value, json};
 use crate::{
     Plan,
     filters::{Filter, Receiver},
-    limit::{Limit, MANY_SOURCES, ONE_SOURCE},
+    limit::{Limit, MANY_SOURCES, ONE_SOURCE, OVER_CAPACITY},
 };
 
 /// The per-source limit every limiter gets with one flooding source
 /// (`limit::ONE_SOURCE`, in packets a second).
 pub const LIMIT_PPS: u64 = ONE_SOURCE.packets;
-/// The per-source limit of the spoofed flood beyond capacity: its admitted
-/// sources pass within it.
-pub(crate) const LIMIT_PPS_OVER_CAPACITY: u64 = 10;
 /// Spoofed sources start here (RFC 6598 space, only ever inside the lab).
 const MANY_BASE: u32 = 0x6440_0000;
 pub const GEN_MAC_IF: &str = "02:00:00:00:00:01";
@@ -145,10 +142,7 @@ pub(crate) fn load_floodgate(sources: u32, budget: Option<u64>) -> Result<Floodg
     }
     fg.write_settings(&s)?;
     let limit = if budget.is_some() {
-        Limit {
-            packets: LIMIT_PPS_OVER_CAPACITY,
-            per_secs: 1,
-        }
+        OVER_CAPACITY
     } else {
         ONE_SOURCE
     };
@@ -239,11 +233,13 @@ pub fn run(plan: &Plan) -> Result<Live> {
             // Many sources: one unmeasured round per stateful filter first, so
             // the measured rounds see tracked sources over their limit rather
             // than first sightings (at 1M sources a round sends each ~3 frames).
-            for filter in filters.iter().filter(|f| nsrc > 1 && f.keeps_state()) {
-                eprintln!("bench: {nsrc} sources, warm-up, {}", filter.name());
-                let installed = rx.install(*filter, limit, "198.18.0.1")?;
-                generate(&sender, &gen_if, nsrc, plan.secs)?;
-                rx.remove(*filter, installed)?;
+            if nsrc > 1 {
+                for filter in filters.iter().filter(|f| f.keeps_state()) {
+                    eprintln!("bench: {nsrc} sources, warm-up, {}", filter.name());
+                    let installed = rx.install(*filter, limit, "198.18.0.1")?;
+                    generate(&sender, &gen_if, nsrc, plan.secs)?;
+                    rx.remove(*filter, installed)?;
+                }
             }
             let mut samples: BTreeMap<&str, Vec<(usize, Sample)>> = BTreeMap::new();
             for round in 0..rounds {

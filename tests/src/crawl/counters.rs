@@ -70,9 +70,11 @@ impl Watch {
     }
 }
 
-/// A reading of every counter, with the moment it was taken.
+/// A reading of every counter, with the moment it was taken: the kernel's
+/// snapshot falls between `from` (nft started) and `at` (nft returned).
 #[derive(Debug, Clone)]
 pub struct Reading {
+    pub from: Instant,
     pub at: Instant,
     pub packets: HashMap<String, u64>,
 }
@@ -81,6 +83,15 @@ impl Reading {
     pub fn get(&self, name: &str) -> u64 {
         self.packets.get(name).copied().unwrap_or(0)
     }
+}
+
+/// The shortest and the longest the time between two readings' snapshots
+/// can have been, in seconds: a slow nft (a stalled host) makes a window's
+/// length uncertain by as long as it took.
+pub fn window_bounds(a: &Reading, b: &Reading) -> (f64, f64) {
+    let shortest = b.from.saturating_duration_since(a.at).as_secs_f64();
+    let longest = b.at.duration_since(a.from).as_secs_f64();
+    (shortest.max(1e-3), longest.max(1e-3))
 }
 
 /// Packets per second of counter `name` between two readings.
@@ -136,6 +147,7 @@ impl Counters {
 
     /// Reads every counter.
     pub fn read(&self) -> Result<Reading> {
+        let from = Instant::now();
         let text = self.ns.run(
             "nft",
             &["-j", "list", "counters", "table", self.family, TABLE],
@@ -150,7 +162,7 @@ impl Counters {
                 packets.insert(name.to_owned(), n);
             }
         }
-        Ok(Reading { at, packets })
+        Ok(Reading { from, at, packets })
     }
 
     /// Reads, sleeps `window`, reads again.

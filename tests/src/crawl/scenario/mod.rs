@@ -24,7 +24,7 @@ pub use floods::{distributed, flood, low_and_slow, vlan_flood};
 use super::{
     CrawlLab, Net, VLAN_ID,
     clients::{Browsing, Hping, Scraper, SourceLog, Visit, Wrk},
-    counters::{Reading, rate},
+    counters::{Reading, rate, window_bounds},
     raw::{RawFlood, mac_bytes},
     report::{Outcome, Row, quantile_ms},
 };
@@ -305,7 +305,12 @@ fn check_rate(
     let slack = 2.0 / secs;
     let hi = limit * (1.0 + TOLERANCE) + slack;
     let lo = limit * (1.0 - TOLERANCE) - slack;
-    let ok = r <= hi && (!exact || r >= lo);
+    // Judged over the window's possible lengths (each snapshot happened
+    // somewhere inside its nft call), so a stalled nft cannot make a limiter
+    // look too fast or too slow; a quick one leaves the bounds at `r`.
+    let (shortest, longest) = window_bounds(a, b);
+    let count = b.get(counter).saturating_sub(a.get(counter)) as f64;
+    let ok = count / longest <= hi && (!exact || count / shortest >= lo);
     let range = if exact {
         format!("{lo:.0}–{hi:.0}")
     } else {

@@ -9,9 +9,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-/// The last commit whose program has the previous layout version, 4
+/// The last commit whose program has the previous layout version, 5
 /// (`floodgate_common::previous::PREVIOUS_LAYOUT_VERSION`).
-pub const PREVIOUS_LAYOUT_COMMIT: &str = "070371ffbad2eb78b1fb2647fade4b19185ffc62";
+pub const PREVIOUS_LAYOUT_COMMIT: &str = "eec1adadfb0a64a9dab5523fd1bec50e73ffd0a9";
 
 /// One build at a time within a test binary.
 static BUILD: Mutex<()> = Mutex::new(());

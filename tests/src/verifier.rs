@@ -43,6 +43,16 @@ pub struct StackReport {
 }
 
 impl StackReport {
+    /// The instructions the verifier processed, from its `processed` line.
+    pub fn processed_insns(&self) -> Option<u64> {
+        self.processed
+            .strip_prefix("processed ")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// The deepest call chain's stack as Linux 6.1 counts it, with the chain.
     pub fn combined_6_1(&self) -> (u32, Vec<usize>) {
         self.deepest(0, &mut Vec::new())

@@ -8,6 +8,7 @@
 
 use std::{
     net::IpAddr,
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -20,10 +21,13 @@ use aya::{
 use floodgate::{
     addr::mapped,
     loader::{Capacity, Globals},
+    tables::{SetView, Way},
 };
 use floodgate_common::{
-    AddrKey, Ban, BanKey, LAYOUT_VERSION, PROGRAM_NAME, Reason, SETTINGS_READY, Settings, maps,
-    previous::{PREVIOUS_LAYOUT_VERSION, TrackStateV4},
+    Ban, BanKey, LAYOUT_VERSION, Meta, PROGRAM_NAME, Reason, SETTINGS_READY, Settings, TrackState,
+    maps,
+    previous::PREVIOUS_LAYOUT_VERSION,
+    set_table::{tick, v4_key},
 };
 use floodgate_tests::{
     daemon::{DaemonLab, LIMITED, burst_through, n, to_crawler_side},
@@ -46,17 +50,8 @@ const STEADY: &str = "198.18.1.3";
 const QUIET: &str = "198.18.1.9";
 const QUIET_PACKETS: u64 = 987_654;
 
-/// `Meta` of layout 4: no seed.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct MetaV4 {
-    layout_version: u32,
-    _pad: u32,
-    source_capacity: u64,
-}
-
-// SAFETY: `repr(C)`, `Copy`, integers only, no hidden padding.
-unsafe impl aya::Pod for MetaV4 {}
+/// The set tables' seed the old maps were made with.
+const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// The capacities the daemon asks for with `config`.
 fn capacity_of(config: &Path) -> Result<Capacity> {
@@ -66,7 +61,9 @@ fn capacity_of(config: &Path) -> Result<Capacity> {
 
 /// What the previous release's daemon left: its program in a pinned link on
 /// each of `ifaces`, its maps pinned under `pin_dir/maps` with a ban of
-/// [`BANNED`] (third offence, an hour) and [`QUIET`] tracked.
+/// [`BANNED`] (third offence, an hour) and [`QUIET`] tracked. The traffic the
+/// test sends through it before the upgrade has that program track the
+/// prefix of both (198.18.1.0/24) as layout 5 did: with no ban horizon.
 fn pin_previous_layout(d: &DaemonLab, cap: Capacity) -> Result<()> {
     let object = previous::object()?;
     let pin_dir = d.pin_dir();
@@ -75,23 +72,22 @@ fn pin_previous_layout(d: &DaemonLab, cap: Capacity) -> Result<()> {
         let maps_dir = pin_dir.join("maps");
         std::fs::create_dir_all(&maps_dir)?;
         std::fs::create_dir_all(pin_dir.join("links"))?;
-        // The previous program has no set tables: its SOURCES and PREFIXES
-        // are LRU maps of the sizes given here.
-        let globals = Globals::new(&cap, 1);
+        let globals = Globals::new(&cap, SEED);
         let mut loader = floodgate::loader::sized_loader(&cap, &globals);
         for name in maps::ALL {
             loader.map_pin_path(name, maps_dir.join(name));
         }
         let mut ebpf = loader.load(&object)?;
         let now = monotonic_ns();
-        let mut meta: Array<&mut MapData, MetaV4> =
+        let mut meta: Array<&mut MapData, Meta> =
             Array::try_from(ebpf.map_mut(maps::META).context("META")?)?;
         meta.set(
             0,
-            MetaV4 {
+            Meta {
                 layout_version: PREVIOUS_LAYOUT_VERSION,
                 _pad: 0,
                 source_capacity: u64::from(cap.sources),
+                table_seed: SEED,
             },
             0,
         )?;
@@ -107,22 +103,24 @@ fn pin_previous_layout(d: &DaemonLab, cap: Capacity) -> Result<()> {
             bytes: 0,
         };
         bans.insert(BanKey::source(mapped(BANNED.parse()?)), ban, 0)?;
-        let mut sources: HashMap<&mut MapData, AddrKey, TrackStateV4> =
-            HashMap::try_from(ebpf.map_mut(maps::SOURCES).context("SOURCES")?)?;
-        let quiet = TrackStateV4 {
+        let sources = ebpf.map(maps::SOURCES).context("SOURCES")?;
+        let aya::maps::Map::Array(data) = sources else {
+            anyhow::bail!("SOURCES is not an array");
+        };
+        let mut view = SetView::map(data.fd().as_fd(), cap.source_sets(), true)?;
+        let quiet = TrackState {
             packets: QUIET_PACKETS,
             bytes: 64 * QUIET_PACKETS,
-            first_seen_ns: now - 1,
-            last_seen_ns: now,
-            ..TrackStateV4::default()
+            first_seen_tick: tick(now - 1),
+            ..TrackState::default()
         };
-        sources.insert(
-            AddrKey {
-                addr: mapped(QUIET.parse()?),
-            },
-            quiet,
-            0,
-        )?;
+        let way = Way {
+            key: v4_key(&mapped(QUIET.parse()?)),
+            last_seen_tick: tick(now),
+            state: quiet,
+        };
+        view.put(&way, SEED)?;
+        drop(view);
         // Written last, as the old daemon did: READY turns enforcement on.
         let mut settings: Array<&mut MapData, Settings> =
             Array::try_from(ebpf.map_mut(maps::SETTINGS).context("SETTINGS")?)?;
@@ -161,8 +159,7 @@ fn link_ids(path: &Path) -> Result<(u64, u64)> {
 
 fn meta_version(pin_dir: &Path) -> Result<u32> {
     let data = MapData::from_pin(pin_dir.join("maps").join(maps::META))?;
-    let meta: Array<MapData, floodgate_common::Meta> =
-        Array::try_from(aya::maps::Map::Array(data))?;
+    let meta: Array<MapData, Meta> = Array::try_from(aya::maps::Map::Array(data))?;
     Ok(meta.get(&0, 0)?.layout_version)
 }
 

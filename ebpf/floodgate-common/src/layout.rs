@@ -239,6 +239,8 @@ pub struct Settings {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrackState {
     pub packets_tat: u64,
+    /// A source's byte bucket; in a prefix entry (no byte limit applies to
+    /// prefixes) its ban horizon ([`crate::horizon::prefix_horizon`]).
     pub bytes_tat: u64,
     pub syn_tat: u64,
     pub quota: QuotaState,

@@ -11,6 +11,7 @@
 //! families; an IPv4 `/24` is the mapped prefix `/120`.
 #![no_std]
 
+pub mod horizon;
 pub mod layout;
 pub mod limit;
 pub mod prefix;
@@ -37,7 +38,9 @@ pub use reason::{
 /// (`SOURCES`, `PREFIXES`: arrays of [`set_table::Set`]), IPv6 ones in
 /// `SOURCES6` and `PREFIXES6`; `TrackState` keeps no first- and last-seen
 /// times; `Meta::table_seed`.
-pub const LAYOUT_VERSION: u32 = 5;
+/// 6: a prefix entry's `bytes_tat` (no byte limit applies to a prefix) holds
+/// its ban horizon ([`horizon`]).
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Map names, shared so userspace and the program cannot disagree.
 pub mod maps {

@@ -10,7 +10,9 @@
 
 #[cfg(target_arch = "bpf")]
 mod imp {
-    use core::intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg, atomic_xadd, atomic_xsub};
+    use core::intrinsics::{
+        AtomicOrdering::SeqCst, atomic_cxchg, atomic_or, atomic_xadd, atomic_xsub,
+    };
 
     // Read-modify-write operations use SeqCst: LLVM lowers a *relaxed* 64-bit
     // fetch-add to BPF's non-fetching `lock add` even when the old value is used
@@ -41,6 +43,11 @@ mod imp {
         unsafe { atomic_xsub::<u64, u64, { SeqCst }>(p, v) }
     }
     #[inline(always)]
+    pub unsafe fn or(p: *mut u64, v: u64) {
+        // SAFETY: as above.
+        unsafe { atomic_or::<u64, u64, { SeqCst }>(p, v) };
+    }
+    #[inline(always)]
     pub unsafe fn cas(p: *mut u64, old: u64, new: u64) -> Result<u64, u64> {
         // SAFETY: as above.
         let (prev, ok) = unsafe { atomic_cxchg::<u64, { SeqCst }, { SeqCst }>(p, old, new) };
@@ -68,6 +75,9 @@ mod imp {
     }
     pub unsafe fn sub(p: *mut u64, v: u64) -> u64 {
         at(p).fetch_sub(v, Relaxed)
+    }
+    pub unsafe fn or(p: *mut u64, v: u64) {
+        at(p).fetch_or(v, Relaxed);
     }
     pub unsafe fn cas(p: *mut u64, old: u64, new: u64) -> Result<u64, u64> {
         at(p).compare_exchange(old, new, Relaxed, Relaxed)
@@ -107,6 +117,12 @@ impl Cell {
     pub fn sub(self, v: u64) -> u64 {
         // SAFETY: Cell::new's contract.
         unsafe { imp::sub(self.0, v) }
+    }
+    /// Sets the bits of `v` (the old value is not returned).
+    #[inline(always)]
+    pub fn or(self, v: u64) {
+        // SAFETY: Cell::new's contract.
+        unsafe { imp::or(self.0, v) }
     }
     /// Compare-and-swap: `Ok(old)` if the value was `old` and is now `new`,
     /// `Err(current)` otherwise.

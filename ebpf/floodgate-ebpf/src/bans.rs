@@ -3,15 +3,16 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use floodgate_common::{
-    BAN_WOULD, Ban, BanKey, EVENT_BAN, EVENT_WOULD_BAN, Event, Reason, Settings, TrackState,
+    BAN_WOULD, Ban, BanKey, EVENT_BAN, EVENT_WOULD_BAN, Event, Settings, TrackState, horizon,
     limit::{Escalation, PastBan, next_ban},
 };
 
 use crate::{
     atomic::Cell,
-    bucket::{CAS_TRIES, Take, take},
+    bucket::{Take, take},
     counters::{bump, global},
     maps::{BANS, EVENTS, SETTINGS},
+    track::{Place, tracked},
 };
 
 /// The ban at `key` at `now`: [`BAN_NONE`], [`BAN_ENFORCED`] or
@@ -66,25 +67,62 @@ pub(crate) fn bans_possible(settings: &Settings, now: u64) -> bool {
     }
 }
 
-/// Raises the ban horizon to `until` (an atomic maximum with bounded retries).
+/// Raises the ban horizon to `until`.
 #[inline(always)]
 pub(crate) fn raise_ban_horizon(until: u64) {
     let Some(g) = global() else { return };
     // SAFETY: a live, aligned u64 inside the GLOBAL_STATE map value.
-    let h = unsafe { Cell::new(&raw mut (*g).ban_horizon_ns) };
-    let mut cur = h.load();
-    for _ in 0..CAS_TRIES {
-        if cur >= until {
-            return;
-        }
-        match h.cas(cur, until) {
-            Ok(_) => return,
-            Err(seen) => cur = seen,
-        }
+    raise(unsafe { Cell::new(&raw mut (*g).ban_horizon_ns) }, until);
+}
+
+/// The horizon a new prefix entry starts with
+/// (`floodgate_common::horizon::fresh_prefix`).
+#[inline(always)]
+pub(crate) fn fresh_prefix_horizon(settings: &Settings) -> u64 {
+    let global_ns = match global() {
+        // SAFETY: a live, aligned u64 inside the GLOBAL_STATE map value.
+        Some(g) => unsafe { Cell::new(&raw mut (*g).ban_horizon_ns) }.load(),
+        // No global state: no horizon can be trusted.
+        None => u64::MAX,
+    };
+    horizon::fresh_prefix(global_ns, settings.user_ban_horizon_ns)
+}
+
+/// Whether the packets of the prefix entry `p` may be banned at `now`: its
+/// horizon (`floodgate_common::horizon`) is still open.
+#[inline(always)]
+pub(crate) fn prefix_may_be_banned(p: *mut TrackState, now: u64) -> bool {
+    horizon::open(prefix_horizon_cell(p).load(), now)
+}
+
+/// Raises the horizon of the prefix entry at `place`, when tracked, to
+/// `until`.
+#[inline(always)]
+fn raise_prefix_horizon(place: Place<'_>, until: u64, now: u64) {
+    if let Some(p) = tracked(true, place, now) {
+        raise(prefix_horizon_cell(p), until);
     }
-    // Still lower after CAS_TRIES lost races: push it far out so this ban is
-    // never skipped (lookups resume until the horizon passes).
-    h.store(u64::MAX);
+}
+
+/// A prefix entry's horizon word (`floodgate_common::horizon::prefix_horizon`).
+#[inline(always)]
+fn prefix_horizon_cell(p: *mut TrackState) -> Cell {
+    // SAFETY: `p` is a live, aligned map value; the word is a field of it.
+    unsafe { Cell::new(&raw mut (*p).bytes_tat) }
+}
+
+/// Raises `h` to at least `until`, never lowering it, with no loop: one CAS,
+/// and when another CPU moved the word meanwhile, an atomic OR (a value OR
+/// `until` is at least both). The OR may push the horizon past the latest
+/// ban's end (lookups go on until then: cost, never a skipped ban); a retry
+/// loop instead made Linux 6.1's verifier walk each try for every state
+/// reaching a ban, past its million-instruction limit.
+#[inline(always)]
+fn raise(h: Cell, until: u64) {
+    let cur = h.load();
+    if cur < until && h.cas(cur, until).is_err() {
+        h.or(until);
+    }
 }
 
 /// The packet rate of an entry since it was first seen, for a ban event.
@@ -102,16 +140,22 @@ pub(crate) fn observed_pps(state: *const TrackState, now: u64) -> u64 {
 
 /// Bans `key` after it exceeded a limit: the first offence for `base_ns`, each
 /// repeat (while remembered) `ban_factor` times longer, up to `ban_max_ns`
-/// (`floodgate_common::limit::next_ban`). False when another CPU banned it a
-/// moment ago (or settings are missing): no new ban was made.
+/// (`floodgate_common::limit::next_ban`). `cause` is the `Reason` as u32,
+/// with [`BAN_WOULD`] for a would-ban (monitor mode). The ban raises the global
+/// horizon and that of its prefix's entry, at `prefix`: here, before the
+/// function's many exits, since a raise after the call was walked by Linux
+/// 6.1's verifier once for each (past its million-instruction limit). True
+/// when a ban was made; false when another CPU banned the key a moment ago
+/// (that CPU raised the horizons) or settings are missing.
 #[inline(never)]
 pub(crate) fn ban(
     key: &BanKey,
     base_ns: u64,
-    reason: Reason,
+    cause: u32,
     observed_pps: u64,
-    would: bool,
+    prefix: &Place<'_>,
 ) -> bool {
+    let would = cause & BAN_WOULD != 0;
     // Re-read here rather than passed in: BPF subprograms take at most five
     // arguments.
     let Some(settings) = SETTINGS.get(0) else {
@@ -150,11 +194,12 @@ pub(crate) fn ban(
         duration_ns: duration,
         banned_at_ns: now,
         offenses,
-        reason: reason as u32 | if would { BAN_WOULD } else { 0 },
+        reason: cause,
         packets,
         bytes,
     };
     raise_ban_horizon(entry.until_ns);
+    raise_prefix_horizon(*prefix, entry.until_ns, now);
     if BANS.insert(key, entry, 0).is_err() {
         bump(|g| {
             // SAFETY: only forms a field pointer inside the live map value.

@@ -5,9 +5,9 @@
 use aya_ebpf::{helpers::bpf_ktime_get_coarse_ns, maps::lpm_trie::Key, programs::XdpContext};
 use aya_log_ebpf::info;
 use floodgate_common::{
-    BanKey, POLICY_MONITOR, PortKey, Reason, SETTINGS_DROP_MALFORMED, SETTINGS_HAS_ALLOW,
-    SETTINGS_HAS_BLOCK, SETTINGS_HAS_RULES, SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED,
-    SETTINGS_READY, Verdict,
+    BAN_WOULD, BanKey, POLICY_MONITOR, PortKey, Reason, SETTINGS_DROP_MALFORMED,
+    SETTINGS_HAS_ALLOW, SETTINGS_HAS_BLOCK, SETTINGS_HAS_RULES, SETTINGS_MONITOR,
+    SETTINGS_PORTS_SCOPED, SETTINGS_READY, Verdict,
     prefix::{mapped_prefix_len, mask, words_are_v4_mapped},
     set_table::{v4_key_of_word, v4_prefix_key},
 };
@@ -15,7 +15,7 @@ use floodgate_common::{
 use crate::{
     bans::{
         BAN_ENFORCED, BAN_NONE, BAN_WOULD_ONLY, ban, ban_state, bans_possible, count_banned,
-        observed_pps,
+        observed_pps, prefix_may_be_banned,
     },
     limits::limits,
     maps::{ALLOW, BLOCK, POLICIES, PORTS, RULES, SETTINGS},
@@ -169,9 +169,20 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
         key4: v4_prefix_key(key4, plen.saturating_sub(96)),
         key6: pfx_key,
     };
+    // Whether a ban may hold the packet: while any may be live anywhere
+    // (`bans_possible`), and, when its prefix is tracked, while its prefix's
+    // horizon is open (a ban of the prefix or of one of its sources may be).
+    // Once bans are live somewhere (normal under attack), the packets of
+    // prefixes with none skip both ban lookups. Only the answer outlives this
+    // line, not the entry: a pointer that may be null, kept across the rest
+    // of the decision, doubles the states Linux 6.1's verifier walks (it gave
+    // up at its million-instruction limit), so the paths that need the entry
+    // look it up again.
+    let check = bans_possible(settings, coarse)
+        && tracked(true, pfx_place, coarse).is_none_or(|p| prefix_may_be_banned(p, coarse));
     // The deciding ban (the source's when it is at least the prefix's) and
     // whether it is the source's.
-    let (bans, ban_entry, source_ban) = if bans_possible(settings, coarse) {
+    let (bans, ban_entry, source_ban) = if check {
         // An enforced ban of the source decides alone: no prefix lookup.
         let (a, pa) = ban_state(src_ban, coarse);
         if a == BAN_ENFORCED {
@@ -229,7 +240,7 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
         Ok(None) => return (Verdict::Pass, Reason::Ok),
         Err(()) => return (drop_verdict(monitor), Reason::NewSourceBudget),
     };
-    let Some(pfx) = prefix_entry(pfx_place, now) else {
+    let Some(pfx) = prefix_entry(pfx_place, settings, now) else {
         account(src, len, false);
         return (Verdict::Pass, Reason::Ok);
     };
@@ -258,18 +269,21 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
         Some(reason) => {
             account(src, len, true);
             account(pfx, len, true);
+            // A ban made here raises its prefix's horizon (in `ban`), so
+            // the prefix's packets look bans up until it ends.
+            let cause = reason as u32 | if monitor { BAN_WOULD } else { 0 };
             if reason.is_prefix() {
                 if policy.prefix_ban_ns != 0 {
                     let pps = observed_pps(pfx, now);
-                    ban(pfx_ban, policy.prefix_ban_ns, reason, pps, monitor);
+                    ban(pfx_ban, policy.prefix_ban_ns, cause, pps, &pfx_place);
                 }
             } else if policy.ban_ns != 0
                 && ban(
                     src_ban,
                     policy.ban_ns,
-                    reason,
+                    cause,
                     observed_pps(src, now),
-                    monitor,
+                    &pfx_place,
                 )
                 && !monitor
             {

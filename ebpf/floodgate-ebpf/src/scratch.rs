@@ -44,11 +44,11 @@ pub fn scratch() -> Option<*mut Scratch> {
 
 /// Fills `fresh` for an IPv6 entry first seen at tick `t`.
 #[inline(always)]
-pub fn fresh_entry(sc: *mut Scratch, t: u32) -> *const Track6 {
+pub fn fresh_entry(sc: *mut Scratch, t: u32, horizon: u64) -> *const Track6 {
     // SAFETY: `sc` is this CPU's live scratch slot; each pointer is a field of it.
     unsafe {
         let f = &raw mut (*sc).fresh;
-        crate::table::fresh(&raw mut (*f).state, t);
+        crate::table::fresh(&raw mut (*f).state, t, horizon);
         core::ptr::write_volatile(&raw mut (*f).last_seen_tick, u64::from(t));
         f
     }

@@ -133,11 +133,12 @@ pub(crate) fn find(prefix: bool, key: u32, now: u64) -> *mut TrackState {
     }
 }
 
-/// Claims a way for `key`, which [`find`] did not find (see [`claim_in`]).
+/// Claims a way for `key`, which [`find`] did not find (see [`claim_in`]);
+/// a prefix's starts with the ban horizon `horizon` (see [`fresh`]).
 #[inline(always)]
-pub(crate) fn claim(prefix: bool, key: u32, now: u64) -> *mut TrackState {
+pub(crate) fn claim(prefix: bool, key: u32, now: u64, horizon: u64) -> *mut TrackState {
     if prefix {
-        claim_prefix(key, now)
+        claim_prefix(key, now, horizon)
     } else {
         claim_source(key, now)
     }
@@ -155,12 +156,12 @@ fn find_prefix(key: u32, now: u64) -> *mut TrackState {
 
 #[inline(never)]
 fn claim_source(key: u32, now: u64) -> *mut TrackState {
-    claim_in(&SOURCES, SOURCE_SETS.load(), key, now)
+    claim_in(&SOURCES, SOURCE_SETS.load(), key, now, 0)
 }
 
 #[inline(never)]
-fn claim_prefix(key: u32, now: u64) -> *mut TrackState {
-    claim_in(&PREFIXES, PREFIX_SETS.load(), key, now)
+fn claim_prefix(key: u32, now: u64, horizon: u64) -> *mut TrackState {
+    claim_in(&PREFIXES, PREFIX_SETS.load(), key, now, horizon)
 }
 
 /// The state of `key` in the table `map` of `count` sets, or null.
@@ -185,7 +186,13 @@ fn find_in(map: &'static Array<Set>, count: u32, key: u32, now: u64) -> *mut Tra
 /// instant, that entry is used; when it claimed the chosen way for another
 /// key, null: the packet is not tracked, its source a newcomer either way.
 #[inline(always)]
-fn claim_in(map: &'static Array<Set>, count: u32, key: u32, now: u64) -> *mut TrackState {
+fn claim_in(
+    map: &'static Array<Set>,
+    count: u32,
+    key: u32,
+    now: u64,
+    horizon: u64,
+) -> *mut TrackState {
     let Some((a, b)) = sets(map, count, key) else {
         return core::ptr::null_mut();
     };
@@ -197,7 +204,7 @@ fn claim_in(map: &'static Array<Set>, count: u32, key: u32, now: u64) -> *mut Tr
     let s = way_state(set, w);
     match tag_cell(set, w).cas(old, tag(key, t)) {
         Ok(_) => {
-            fresh(s, t);
+            fresh(s, t, horizon);
             s
         }
         Err(current) if holds(current, key) => s,
@@ -221,15 +228,17 @@ pub(crate) fn seen6(v: *mut Track6, now: u64) -> *mut TrackState {
 
 /// Writes a fresh state first seen at tick `t` into `s`, one store per field:
 /// volatile so LLVM cannot fold the zeroes into a `memset` call, a subprogram
-/// with a frame of its own. Another CPU may read the way between the claim
-/// and these stores: it sees the evicted entry's buckets for that instant.
+/// with a frame of its own. `horizon` goes to `bytes_tat`: 0 for a source, a
+/// prefix's ban horizon (`floodgate_common::horizon::fresh_prefix`). Another
+/// CPU may read the way between the claim and these stores: it sees the
+/// evicted entry's buckets (and horizon) for that instant.
 #[inline(always)]
-pub(crate) fn fresh(s: *mut TrackState, t: u32) {
+pub(crate) fn fresh(s: *mut TrackState, t: u32, horizon: u64) {
     // SAFETY: `s` is a live, aligned TrackState (map value or scratch); each
     // pointer is a field of it.
     unsafe {
         core::ptr::write_volatile(&raw mut (*s).packets_tat, 0);
-        core::ptr::write_volatile(&raw mut (*s).bytes_tat, 0);
+        core::ptr::write_volatile(&raw mut (*s).bytes_tat, horizon);
         core::ptr::write_volatile(&raw mut (*s).syn_tat, 0);
         core::ptr::write_volatile(&raw mut (*s).quota.newest_lane, 0);
         let lanes = (&raw mut (*s).quota.lanes).cast::<u64>();

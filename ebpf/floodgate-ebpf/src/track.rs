@@ -11,6 +11,7 @@ use floodgate_common::{
 
 use crate::{
     atomic::Cell,
+    bans::fresh_prefix_horizon,
     bucket::{CAS_TRIES, Take, take},
     counters::{bump, global},
     maps::{PREFIXES6, SOURCES6},
@@ -90,7 +91,7 @@ pub(crate) fn source_entry(
             return Ok(Some(table::seen6(v, now)));
         }
         admit(settings, now)?;
-        insert_fresh(false, place.key6, now);
+        insert_fresh(false, place.key6, now, 0);
         // SAFETY: only forms a field pointer inside the live map value.
         return Ok(SOURCES6
             .get_ptr_mut(place.key6)
@@ -101,7 +102,7 @@ pub(crate) fn source_entry(
         return Ok(Some(found));
     }
     admit(settings, now)?;
-    let claimed = table::claim(false, place.key4, now);
+    let claimed = table::claim(false, place.key4, now, 0);
     Ok((!claimed.is_null()).then_some(claimed))
 }
 
@@ -148,25 +149,27 @@ fn meter_insert(meter: Cell, now: u64, step: u64, window: u64) {
     meter.add(step);
 }
 
-/// The prefix entry, inserted when missing. Prefix inserts follow admitted
-/// sources, so the source budget bounds them too.
+/// The prefix entry, inserted when missing with a ban horizon covering every
+/// ban that may hold it (see `floodgate_common::horizon`). Prefix inserts
+/// follow admitted sources, so the source budget bounds them too.
 #[inline(always)]
-pub(crate) fn prefix_entry(place: Place<'_>, now: u64) -> Option<*mut TrackState> {
+pub(crate) fn prefix_entry(
+    place: Place<'_>,
+    settings: &Settings,
+    now: u64,
+) -> Option<*mut TrackState> {
+    if let Some(p) = tracked(true, place, now) {
+        return Some(p);
+    }
+    let horizon = fresh_prefix_horizon(settings);
     let entry = if place.v6 {
-        if let Some(v) = PREFIXES6.get_ptr_mut(place.key6) {
-            return Some(table::seen6(v, now));
-        }
-        insert_fresh(true, place.key6, now);
+        insert_fresh(true, place.key6, now, horizon);
         // SAFETY: only forms a field pointer inside the live map value.
         PREFIXES6
             .get_ptr_mut(place.key6)
             .map(|v| unsafe { &raw mut (*v).state })
     } else {
-        let found = table::find(true, place.key4, now);
-        if !found.is_null() {
-            return Some(found);
-        }
-        let claimed = table::claim(true, place.key4, now);
+        let claimed = table::claim(true, place.key4, now, horizon);
         (!claimed.is_null()).then_some(claimed)
     };
     bump(|g| {
@@ -178,13 +181,14 @@ pub(crate) fn prefix_entry(place: Place<'_>, now: u64) -> Option<*mut TrackState
 
 /// Inserts a zeroed entry first seen at `now` into `PREFIXES6` or `SOURCES6`
 /// (a flag, not a map reference: subprogram arguments must be scalars or
-/// pointers the verifier can type). BPF_NOEXIST: when another CPU inserted
-/// the same key first, its entry (and its counts) win.
+/// pointers the verifier can type), a prefix's with its ban horizon
+/// `horizon`. BPF_NOEXIST: when another CPU inserted the same key first, its
+/// entry (and its counts) win.
 #[inline(never)]
-pub(crate) fn insert_fresh(prefixes: bool, key: &AddrKey, now: u64) {
+pub(crate) fn insert_fresh(prefixes: bool, key: &AddrKey, now: u64, horizon: u64) {
     let Some(sc) = scratch() else { return };
     // SAFETY: this CPU's scratch slot, filled just above and read by the helper.
-    let fresh = unsafe { &*fresh_entry(sc, tick(now)) };
+    let fresh = unsafe { &*fresh_entry(sc, tick(now), horizon) };
     let r = if prefixes {
         PREFIXES6.insert(key, fresh, u64::from(BPF_NOEXIST))
     } else {

@@ -10,7 +10,8 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
 };
 use floodgate_common::{
-    AddrKey, Ban, BanKey, Counter, GlobalState, IfaceName, Settings, maps, previous::TrackStateV4,
+    Ban, BanKey, Counter, GlobalState, IfaceName, Settings, TrackState, maps,
+    previous::migrated_prefix,
 };
 
 use crate::{
@@ -24,12 +25,16 @@ pub trait Layout {
     /// Every tracked entry of the old `table` (`SOURCES` or `PREFIXES`) and
     /// of its IPv6 side.
     fn tracked(from: &Path, table: &'static str) -> Result<Vec<Tracked>, LoadError>;
+
+    /// An old prefix entry as this layout keeps it, given the latest end of
+    /// every ban the old maps hold.
+    fn prefix(state: TrackState, latest_ban_ns: u64) -> TrackState;
 }
 
 /// This binary's layout (a resize).
 pub struct Current;
-/// The previous layout version (an upgrade): sources and prefixes in one
-/// LRU hash each.
+/// The previous layout version (an upgrade): the same maps, but its prefix
+/// entries hold no ban horizon (`floodgate_common::previous`).
 pub struct Previous;
 
 impl Layout for Current {
@@ -43,22 +48,20 @@ impl Layout for Current {
             .map_err(io_err(table, "mmap or bpf_map_lookup_batch"))?;
         Ok(all)
     }
+
+    /// Its horizon already covers its bans.
+    fn prefix(state: TrackState, _latest_ban_ns: u64) -> TrackState {
+        state
+    }
 }
 
 impl Layout for Previous {
     fn tracked(from: &Path, table: &'static str) -> Result<Vec<Tracked>, LoadError> {
-        let data = old(from, table)?;
-        let mut all = Vec::new();
-        walk::for_each_entry::<AddrKey, TrackStateV4>(data.fd().as_fd(), |k, v| {
-            let (state, last_seen_tick) = v.split();
-            all.push(Tracked {
-                addr: k.addr,
-                state,
-                last_seen_tick,
-            });
-        })
-        .map_err(io_err(table, WALK))?;
-        Ok(all)
+        Current::tracked(from, table)
+    }
+
+    fn prefix(state: TrackState, latest_ban_ns: u64) -> TrackState {
+        migrated_prefix(state, latest_ban_ns)
     }
 }
 
@@ -97,18 +100,23 @@ fn io_err(name: &'static str, call: &'static str) -> impl Fn(std::io::Error) -> 
 }
 
 pub fn copy_all<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<Copied, LoadError> {
-    let sources = copy_tracked::<L>(from, fg, maps::SOURCES)?;
-    let prefixes = copy_tracked::<L>(from, fg, maps::PREFIXES)?;
+    let global: GlobalState = first(from, maps::GLOBAL_STATE)?;
+    let settings: Settings = first(from, maps::SETTINGS)?;
     let (bans, latest) = copy_bans(from, fg)?;
+    // Every ban the old maps hold ends by then (their global horizons cover
+    // bans since forgotten by the LRU too).
+    let latest_ban_ns = latest
+        .max(global.ban_horizon_ns)
+        .max(settings.user_ban_horizon_ns);
+    let sources = copy_tracked::<L>(from, fg, maps::SOURCES, |s| s)?;
+    let prefixes = copy_tracked::<L>(from, fg, maps::PREFIXES, |s| L::prefix(s, latest_ban_ns))?;
     let counters = copy_counters(from, fg)?;
     copy_array::<u32>(from, fg, maps::IFINDEX_SLOTS)?;
     copy_array::<IfaceName>(from, fg, maps::IFACE_NAMES)?;
-    let global: GlobalState = first(from, maps::GLOBAL_STATE)?;
     let mut m: Array<&mut MapData, GlobalState> = fg.typed_map(maps::GLOBAL_STATE)?;
     m.set(0, global, 0).map_err(map_err(maps::GLOBAL_STATE))?;
     // Bans made from userspace stay enforced from the first settings write on
     // (the program skips ban lookups past both horizons).
-    let settings: Settings = first(from, maps::SETTINGS)?;
     fg.user_ban_horizon_ns = fg
         .user_ban_horizon_ns
         .max(settings.user_ban_horizon_ns)
@@ -128,14 +136,19 @@ fn first<T: Pod>(from: &Path, name: &'static str) -> Result<T, LoadError> {
     m.get(&0, 0).map_err(map_err(name))
 }
 
-/// `SOURCES` or `PREFIXES` with their IPv6 sides, oldest activity first, so
-/// that when the new tables are smaller the most recently seen are kept.
+/// `SOURCES` or `PREFIXES` with their IPv6 sides, each state through `state`,
+/// oldest activity first, so that when the new tables are smaller the most
+/// recently seen are kept.
 fn copy_tracked<L: Layout>(
     from: &Path,
     fg: &mut Floodgate,
     table: &'static str,
+    state: impl Fn(TrackState) -> TrackState,
 ) -> Result<u64, LoadError> {
     let mut all = L::tracked(from, table)?;
+    for e in &mut all {
+        e.state = state(e.state);
+    }
     all.sort_by_key(|e| e.last_seen_tick);
     fg.put_tracked(table, &all)?;
     Ok(all.len() as u64)
@@ -159,8 +172,8 @@ fn copy_bans(from: &Path, fg: &mut Floodgate) -> Result<(u64, u64), LoadError> {
 
 /// Bans in the old map that the new one lacks or holds an earlier end for:
 /// those the old program made after the copy. Inserted through
-/// `insert_ban`, which raises the user ban horizon so the new program looks
-/// them up. Returns how many.
+/// `insert_ban`, which raises the user ban horizon and the horizon of the
+/// ban's prefix so the new program looks them up. Returns how many.
 pub fn sweep_bans(from: &Path, fg: &mut Floodgate) -> Result<u64, LoadError> {
     let data = old(from, maps::BANS)?;
     let mut late: Vec<(BanKey, Ban)> = Vec::new();

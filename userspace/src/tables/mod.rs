@@ -1,5 +1,6 @@
 //! Typed reads and writes of the program's maps.
 
+mod horizon;
 mod set_view;
 mod tracked;
 mod tries;
@@ -311,6 +312,9 @@ impl Floodgate {
             self.refresh_settings()?;
         }
         let mut m: HashMap<_, BanKey, Ban> = self.typed_map(maps::BANS)?;
-        m.insert(key, ban, 0).map_err(map_err(maps::BANS))
+        m.insert(key, ban, 0).map_err(map_err(maps::BANS))?;
+        // After the settings: a prefix entry made from here on starts with
+        // the user horizon, one made before is raised here.
+        self.raise_prefix_horizon(key, ban.until_ns)
     }
 }

@@ -7,11 +7,12 @@ use std::{
     io,
     os::fd::{AsRawFd as _, BorrowedFd},
     ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use floodgate_common::{
     TrackState,
-    set_table::{Set, choose, holds, second_set_of, set_of, tag, tag_key, tag_tick},
+    set_table::{Set, WAYS, choose, holds, second_set_of, set_of, tag, tag_key, tag_tick},
 };
 
 /// One claimed way: its key, the tick it was last seen at, its state.
@@ -153,6 +154,36 @@ impl SetView {
         // SAFETY: `i < count`, inside a writable mapping (checked above).
         unsafe { std::ptr::write_volatile(self.sets.as_ptr().add(i), set) };
         Ok(())
+    }
+}
+
+impl SetView {
+    /// Raises the horizon (`floodgate_common::horizon::prefix_horizon`) of the
+    /// prefix entry holding `key` to at least `until_ns`, in a table hashed
+    /// with `seed` that the program may be using: an atomic maximum on the
+    /// one word, nothing else written. False when no way holds `key`.
+    pub fn raise_horizon(&self, key: u32, seed: u64, until_ns: u64) -> io::Result<bool> {
+        if !self.writable {
+            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        }
+        for i in self.sets_of(key, seed) {
+            // SAFETY: `i < count`, inside a writable shared mapping; the
+            // words are aligned u64s of a `Set` the program updates only
+            // with atomics or plain stores of whole words.
+            unsafe {
+                let set = self.sets.as_ptr().add(i);
+                for w in 0..WAYS as usize {
+                    let tag = AtomicU64::from_ptr((&raw mut (*set).tags).cast::<u64>().add(w));
+                    if holds(tag.load(Ordering::SeqCst), key) {
+                        let state = (&raw mut (*set).ways).cast::<TrackState>().add(w);
+                        AtomicU64::from_ptr(&raw mut (*state).bytes_tat)
+                            .fetch_max(until_ns, Ordering::SeqCst);
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
     }
 }
 

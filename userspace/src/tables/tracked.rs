@@ -85,7 +85,7 @@ pub fn sets_of(name: &'static str, data: &MapData) -> Result<u32, LoadError> {
 }
 
 /// A walk or mmap error of `name`.
-fn io_err(name: &'static str, call: &'static str) -> impl Fn(io::Error) -> LoadError {
+pub(super) fn io_err(name: &'static str, call: &'static str) -> impl Fn(io::Error) -> LoadError {
     move |io_error| {
         map_err(name)(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
             call,
@@ -95,7 +95,7 @@ fn io_err(name: &'static str, call: &'static str) -> impl Fn(io::Error) -> LoadE
 }
 
 /// The table's fd and sets, and its IPv6 map's fd.
-fn fds<'a>(
+pub(super) fn fds<'a>(
     fg: &'a Floodgate,
     table: &'static str,
 ) -> Result<(BorrowedFd<'a>, u32, BorrowedFd<'a>), LoadError> {

@@ -78,7 +78,7 @@ pub fn run(plan: &Plan) -> Result<Value> {
     ];
     let (open, limited) = policies();
     type Setup = fn(&mut Dut, &Policy, &Policy) -> Result<Vec<u8>>;
-    let paths: [(&str, u32, Setup); 9] = [
+    let paths: [(&str, u32, Setup); 11] = [
         ("allow-listed pass", XDP_PASS, |d, open, _| {
             d.configure(&settings(), &[*open])?;
             d.fg.sync_allow(&[lpm_key(&ip("198.18.7.7").into())])?;
@@ -101,8 +101,11 @@ pub fn run(plan: &Plan) -> Result<Value> {
             ban(d, ip("198.18.7.7"))?;
             Ok(Frame::udp(ip("198.18.7.7"), 80).build())
         }),
-        // Once any ban is live the ban horizon is open for every packet, so
-        // each one looks up its source's and its prefix's ban.
+        // 1 000 bans of other prefixes, made before the bench's source is
+        // first seen: its prefix entry starts with the global horizon (it
+        // cannot know that none of them is its own), so each packet still
+        // looks up its source's and its prefix's ban. A prefix tracked before
+        // the bans skips both lookups (`tests/tests/ban_horizon.rs`).
         (
             "under-limit pass, other bans live",
             XDP_PASS,
@@ -119,6 +122,30 @@ pub fn run(plan: &Plan) -> Result<Value> {
                 d.configure(&settings(), &[*limited])?;
                 other_bans(d)?;
                 Ok(Frame::udp(ip("198.18.7.7"), 80).build())
+            },
+        ),
+        // The same bans made after the source's prefix was tracked (the
+        // common case under attack): its horizon stays closed.
+        (
+            "under-limit pass, other bans live, prefix tracked first",
+            XDP_PASS,
+            |d, open, _| {
+                d.configure(&settings(), &[*open])?;
+                let frame = Frame::udp(ip("198.18.7.7"), 80).build();
+                d.run(&frame)?;
+                other_bans(d)?;
+                Ok(frame)
+            },
+        ),
+        (
+            "rate-limited drop, other bans live, prefix tracked first",
+            XDP_DROP,
+            |d, _, limited| {
+                d.configure(&settings(), &[*limited])?;
+                let frame = Frame::udp(ip("198.18.7.7"), 80).build();
+                d.run(&frame)?;
+                other_bans(d)?;
+                Ok(frame)
             },
         ),
         ("banned drop, other bans live", XDP_DROP, |d, open, _| {

@@ -13,10 +13,8 @@ use floodgate_common::{
 };
 
 use crate::{
-    bans::{
-        BAN_ENFORCED, BAN_NONE, BAN_WOULD_ONLY, ban, ban_state, bans_possible, count_banned,
-        observed_pps, prefix_may_be_banned,
-    },
+    ban_check,
+    bans::{ban, bans_possible, observed_pps},
     limits::limits,
     maps::{ALLOW, BLOCK, POLICIES, PORTS, RULES, SETTINGS},
     parse::Packet,
@@ -169,51 +167,19 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
         key4: v4_prefix_key(key4, plen.saturating_sub(96)),
         key6: pfx_key,
     };
-    // Whether a ban may hold the packet: while any may be live anywhere
-    // (`bans_possible`), and, when its prefix is tracked, while its prefix's
-    // horizon is open (a ban of the prefix or of one of its sources may be).
-    // Once bans are live somewhere (normal under attack), the packets of
-    // prefixes with none skip both ban lookups. Only the answer outlives this
-    // line, not the entry: a pointer that may be null, kept across the rest
-    // of the decision, doubles the states Linux 6.1's verifier walks (it gave
-    // up at its million-instruction limit), so the paths that need the entry
-    // look it up again.
-    let check = bans_possible(settings, coarse)
-        && tracked(true, pfx_place, coarse).is_none_or(|p| prefix_may_be_banned(p, coarse));
-    // The deciding ban (the source's when it is at least the prefix's) and
-    // whether it is the source's.
-    let (bans, ban_entry, source_ban) = if check {
-        // An enforced ban of the source decides alone: no prefix lookup.
-        let (a, pa) = ban_state(src_ban, coarse);
-        if a == BAN_ENFORCED {
-            (a, pa, true)
-        } else {
-            let (b, pb) = ban_state(pfx_ban, coarse);
-            if a >= b {
-                (a, pa, true)
-            } else {
-                (b, pb, false)
-            }
-        }
-    } else {
-        (BAN_NONE, core::ptr::null_mut(), true)
-    };
-    // A would-ban only counts for a monitored policy: an enforced one goes on
-    // to its own limits (see `BAN_WOULD`).
-    if bans == BAN_ENFORCED || (bans == BAN_WOULD_ONLY && monitor) {
-        // Banned packets count toward their source and their prefix alike:
-        // on the deciding ban's entry, and on the other key's tracked entry
-        // (README "What the program decides"). The ban entry is already at
-        // hand, so this is one lookup, as counting on the source alone was.
-        count_banned(ban_entry, len);
-        let (prefix, place) = if source_ban {
-            (true, pfx_place)
-        } else {
-            (false, src_place)
-        };
-        if let Some(e) = tracked(prefix, place, coarse) {
-            account(e, len, true);
-        }
+    // Whether a ban holds the packet (`ban_check`), looked at only while one
+    // may be live anywhere (`bans_possible`); past that, only for a prefix
+    // whose own horizon is open. Once bans are live somewhere (normal under
+    // attack), the packets of prefixes with none skip both ban lookups.
+    if bans_possible(settings, coarse)
+        && ban_check::check(
+            u64::from(pfx_place.key4) << 32 | u64::from(src_place.key4),
+            v6,
+            coarse,
+            len,
+            monitor,
+        ) == ban_check::BANNED
+    {
         return (drop_verdict(monitor), Reason::Banned);
     }
 

@@ -14,6 +14,7 @@
 )]
 
 mod atomic;
+mod ban_check;
 mod bans;
 mod bucket;
 mod counters;

@@ -11,10 +11,7 @@ use aya::{
     EbpfLoader,
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp},
 };
-use floodgate::loader::{Capacity, Floodgate};
-use floodgate_common::{Policy, Rate, Settings};
 use floodgate_tests::{
-    dut::settings,
     lab::{BpfFs, Lab, Ns, traffic::UdpSink},
     packets::{Frame, ip},
 };
@@ -27,7 +24,8 @@ use serde_json::{Value, json};
 use crate::{
     Plan,
     filters::{Filter, Receiver},
-    limit::{Limit, MANY_SOURCES, ONE_SOURCE, OVER_CAPACITY},
+    instances::{default_limits, limited_policy, load_default_install, load_floodgate},
+    limit::{MANY_SOURCES, ONE_SOURCE},
 };
 
 /// The per-source limit every limiter gets with one flooding source
@@ -121,50 +119,6 @@ struct Sample {
     dropped: Option<u64>,
 }
 
-fn limited_policy(limit: Limit) -> Policy {
-    Policy {
-        packets: limit.rate(),
-        ..Policy::default()
-    }
-}
-
-pub(crate) fn load_floodgate(sources: u32, budget: Option<u64>) -> Result<Floodgate> {
-    let mut fg = Floodgate::load(Capacity::new(sources, sources, 1024, 131_072), None)?;
-    let mut s = settings();
-    if let Some(b) = budget {
-        // The default: 90 % of the map's capacity first seen within 60 s.
-        floodgate_tests::dut::pressure(
-            &mut s,
-            u64::from(sources) * 9 / 10,
-            Duration::from_secs(60),
-        );
-        s.new_source_budget = Rate::new(b, 1_000_000_000, b);
-    }
-    fg.write_settings(&s)?;
-    let limit = if budget.is_some() {
-        OVER_CAPACITY
-    } else {
-        ONE_SOURCE
-    };
-    fg.write_policies(&[limited_policy(limit)], 0)?;
-    Ok(fg)
-}
-
-/// The embedded default policy, compiled as the daemon compiles it, with the
-/// per-source packet rate (and burst) at `limit` and every protocol and port
-/// limited (the flood is UDP).
-fn default_limits(limit: Limit) -> Result<(Settings, Policy)> {
-    let text = format!(
-        "[limits]\nports = []\npackets = \"{}\"\npackets_burst = {}\n",
-        limit.config(),
-        limit.packets
-    );
-    let config = floodgate::config::Config::from_toml(&text, "bench")?;
-    let compiled = floodgate::policy::compile(&config);
-    let policy = *compiled.policies.first().context("no default policy")?;
-    Ok((compiled.settings, policy))
-}
-
 pub fn run(plan: &Plan) -> Result<Live> {
     let mut lab = Lab::new("bench")?;
     let sender = lab.add_ns("gen")?;
@@ -193,7 +147,7 @@ pub fn run(plan: &Plan) -> Result<Live> {
             drop_prog,
             one_map: crate::one_map::load()?,
             fg: load_floodgate(1 << 20, None)?,
-            fg_defaults: load_floodgate(1 << 20, None)?,
+            fg_defaults: load_default_install()?,
         };
         let mut rows = Vec::new();
         for (nsrc, rounds) in [
@@ -274,6 +228,18 @@ pub fn run(plan: &Plan) -> Result<Live> {
                     ));
                 }
             }
+            // Where a many-source round's time goes, for floodgate's two
+            // policies: one more (unmeasured) round under perf.
+            let mut profiles: BTreeMap<&str, Value> = BTreeMap::new();
+            for filter in [Filter::Floodgate, Filter::FloodgateDefaults] {
+                if nsrc == 1 {
+                    break;
+                }
+                let installed = rx.install(filter, limit, "198.18.0.1")?;
+                let flood = || generate(&sender, &gen_if, nsrc, plan.secs).map(drop);
+                profiles.insert(filter.name(), crate::profile::record(0, plan.secs, flood)?);
+                rx.remove(filter, installed)?;
+            }
             let floor: BTreeMap<usize, f64> = samples[Filter::XdpDrop.name()]
                 .iter()
                 .map(|(r, s)| (*r, s.rate))
@@ -329,6 +295,7 @@ pub fn run(plan: &Plan) -> Result<Live> {
                     "dropped_by_filter": dropped,
                     "limit_pps_per_source": limit.pps(),
                     "flags": flags,
+                    "profile": profiles.get(filter.name()),
                 }));
             }
         }

@@ -10,6 +10,7 @@ mod before;
 mod control;
 mod filters;
 mod fresh;
+mod instances;
 mod kernel;
 mod limit;
 mod lists;

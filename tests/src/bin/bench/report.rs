@@ -70,14 +70,7 @@ pub fn print(r: &Value) {
             "\nProfile of \"{}\" (perf cpu-clock samples on the test_run CPU, ≥ 1%):\n",
             row["path"].as_str().unwrap_or("")
         );
-        println!("| share | symbol |\n|---:|---|");
-        for s in samples {
-            println!(
-                "| {:.1}% | `{}` |",
-                f(&s["percent"]),
-                s["symbol"].as_str().unwrap_or("")
-            );
-        }
+        print_profile(samples);
     }
     print_before(&r["before"]);
     println!(
@@ -109,6 +102,18 @@ pub fn print(r: &Value) {
             f(&row["ns_above_xdp_drop"]),
             flags.join("; ")
         );
+    }
+    for row in r["live"].as_array().into_iter().flatten() {
+        let Some(samples) = row["profile"].as_array() else {
+            continue;
+        };
+        println!(
+            "\nProfile of \"{}\" with {} sources (perf cpu-clock samples on the CPU of the \
+             generator and the receiver, ≥ 1%):\n",
+            row["filter"].as_str().unwrap_or(""),
+            row["sources"]
+        );
+        print_profile(samples);
     }
     let o = &r["over_capacity"];
     println!(
@@ -261,6 +266,18 @@ fn print_before(b: &Value) {
             f(&p["now_above_floor_ns"]),
             change,
             if over { " — OVER 10 ns" } else { "" }
+        );
+    }
+}
+
+/// A profile's symbols as a table.
+fn print_profile(samples: &[Value]) {
+    println!("| share | symbol |\n|---:|---|");
+    for s in samples {
+        println!(
+            "| {:.1}% | `{}` |",
+            f(&s["percent"]),
+            s["symbol"].as_str().unwrap_or("")
         );
     }
 }

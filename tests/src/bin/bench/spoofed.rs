@@ -8,10 +8,7 @@ use floodgate_common::{Reason, Verdict};
 use floodgate_tests::lab::Ns;
 use serde_json::{Value, json};
 
-use crate::{
-    Plan,
-    live::{generate, load_floodgate},
-};
+use crate::{Plan, instances::load_floodgate, live::generate};
 
 /// Runs the flood from `sender`'s `gen_if` into floodgate on `dut_if` (this
 /// thread is in the receiving namespace).

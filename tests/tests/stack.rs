@@ -2,8 +2,8 @@
 //! verifier itself: 6.1 rounds every frame up to 32 bytes (an empty frame counts
 //! 32) and rejects a call chain over 512. floodgate keeps 64 bytes of headroom so
 //! that growth shows up here, on any kernel, before it breaks a user's.
-//! The same holds for the instructions the verifier processes (6.1 gives up at
-//! a million).
+//! The instructions the verifier processes get a tripwire too (6.1 gives up at
+//! a million), though not that guarantee: see `PROCESSED_BUDGET`.
 
 use anyhow::Result;
 use floodgate_tests::verifier::stack_report;

@@ -356,7 +356,7 @@ fn config_check_and_default() -> Result<()> {
 fn scrape(d: &DaemonLab, addr: &'static str) -> Result<Vec<prometheus_parse::Sample>> {
     let body = d.edge.enter(move || -> Result<String> {
         let mut s = std::net::TcpStream::connect(addr)?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)

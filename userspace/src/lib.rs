@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod fleet;
 pub mod kernel;
 pub mod loader;
 pub mod memory;

@@ -63,7 +63,12 @@ const PACKAGES: &[(&str, &str)] = &[
         "systemd",
         "install tests: systemd-analyze verify on the unit",
     ),
+    ("crowdsec", "fleet tests: the CrowdSec Local API"),
 ];
+
+/// Read by crowdsec's postinst: a file with content there (even a comment)
+/// means "do not register to the Central API", so the install works offline.
+const CROWDSEC_CAPI_CREDENTIALS: &str = "/etc/crowdsec/online_api_credentials.yaml";
 
 pub fn run() -> Result<()> {
     check_root()?;
@@ -107,6 +112,9 @@ fn install_packages() -> Result<()> {
     for (p, why) in PACKAGES.iter().filter(|(p, _)| missing.contains(p)) {
         println!("setup: installing {p} ({why})");
     }
+    if missing.contains(&"crowdsec") {
+        crowdsec_offline()?;
+    }
     util::run(Command::new("apt-get").args(["update", "-q"]))?;
     util::run(
         Command::new("apt-get")
@@ -115,6 +123,43 @@ fn install_packages() -> Result<()> {
             .args(&missing),
     )
     .context("setup: apt-get could not install the packages above; check the apt sources")
+}
+
+/// Before crowdsec is installed (or configured): without this file its
+/// postinst registers to the Central API over the network and fails offline.
+/// Never overwrites an existing file (the admin's choice, or real credentials).
+fn crowdsec_offline() -> Result<()> {
+    let path = Path::new(CROWDSEC_CAPI_CREDENTIALS);
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.len() == 0 {
+            println!(
+                "setup: note: {} is empty, so crowdsec's postinst will register to the \
+                 Central API (needs the network); put a comment line in it to stay offline",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let dir = path.parent().context("the credentials path has a parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("setup: creating {}", dir.display()))?;
+    println!(
+        "setup: writing {} (offline: no Central API)",
+        path.display()
+    );
+    // create_new: if something created it meanwhile, keep theirs.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(mut file) => {
+            use std::io::Write as _;
+            file.write_all(b"# offline: no central API (written by cargo xtask setup)\n")
+                .with_context(|| format!("setup: writing {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("setup: creating {}", path.display())),
+    }
 }
 
 fn rust_src() -> Result<()> {

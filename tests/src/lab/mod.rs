@@ -25,6 +25,7 @@ use nix::{
 };
 
 mod bpffs;
+pub mod crowdsec;
 mod edge;
 mod ns;
 pub mod traffic;

@@ -160,6 +160,7 @@ pub async fn bans(cli: &Cli, cmd: &BansCmd) -> Result<(), Failure> {
                 "duration",
                 "offenses",
                 "enforced",
+                "origin",
             ]);
             for b in bans {
                 let enforced = if b.would_ban {
@@ -174,6 +175,11 @@ pub async fn bans(cli: &Cli, cmd: &BansCmd) -> Result<(), Failure> {
                     render::secs(b.duration_secs),
                     b.offenses.to_string(),
                     enforced.to_owned(),
+                    match (&b.origin, &b.scenario) {
+                        (Some(o), Some(s)) if !s.is_empty() => format!("{o} ({s})"),
+                        (Some(o), _) => o.clone(),
+                        (None, _) => "floodgate".to_owned(),
+                    },
                 ]);
             }
             outln!("{t}");

@@ -125,7 +125,47 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
         render::count(s.events_lost),
         render::count(s.log_lines_suppressed)
     );
+    if let Some(c) = &s.crowdsec {
+        crowdsec_status(c);
+    }
     Ok(())
+}
+
+fn crowdsec_status(c: &crate::control::proto::CrowdsecStatus) {
+    let now = crate::daemon::runtime::unix_now();
+    let last = c.last_pull_unix.map_or_else(
+        || "never".to_owned(),
+        |t| format!("{} ago", render::secs(now.saturating_sub(t) as f64)),
+    );
+    let state = match (&c.last_error, c.up) {
+        (_, true) => "up".to_owned(),
+        (Some(e), false) if c.auth_failed => format!("DOWN: key refused — {e}"),
+        (Some(e), false) => format!("DOWN — {e}"),
+        (None, false) => "connecting".to_owned(),
+    };
+    outln!(
+        "crowdsec {}: {state}; last pull {last}, failed pulls {}",
+        c.lapi_url,
+        render::count(c.failures)
+    );
+    let held: Vec<String> = c
+        .decisions
+        .iter()
+        .map(|(o, n)| format!("{o} {}", render::count(*n)))
+        .collect();
+    let ignored: u64 = c.ignored.values().sum();
+    outln!(
+        "  decisions held: {} ({} as source bans, {} as block entries); ignored {}, invalid {}",
+        if held.is_empty() {
+            "none".to_owned()
+        } else {
+            held.join(", ")
+        },
+        render::count(c.bans),
+        render::count(c.blocks),
+        render::count(ignored),
+        render::count(c.invalid)
+    );
 }
 
 async fn fetch_stats(cli: &Cli) -> Result<Stats, Failure> {

@@ -2,6 +2,7 @@
 //! anything is applied: every problem is reported at once as
 //! `FILE:LINE:COL: what is wrong — how to fix it`.
 
+mod crowdsec;
 mod fields;
 mod fit;
 mod raw;
@@ -16,6 +17,7 @@ use std::{
 
 use ipnet::IpNet;
 
+pub use crowdsec::{CrowdsecConfig, KeySource, WatcherConfig};
 use raw::RawConfig;
 pub use units::RateSpec;
 use validate::Validator;
@@ -114,6 +116,8 @@ pub struct Config {
     pub prefix: PrefixLimits,
     pub event_rate: Option<RateSpec>,
     pub rules: Vec<Rule>,
+    /// `[crowdsec]`: the bouncer of a CrowdSec Local API (None: off).
+    pub crowdsec: Option<CrowdsecConfig>,
 }
 
 /// One problem in a config file.

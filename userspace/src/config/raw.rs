@@ -27,6 +27,7 @@ pub struct RawConfig {
     pub prefix: RawPrefix,
     pub events: RawEvents,
     pub rule: Vec<RawRule>,
+    pub crowdsec: Option<Spanned<RawCrowdsec>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,4 +104,19 @@ pub struct RawRule {
     pub prefix_syn: S<String>,
     pub prefix_quota: S<String>,
     pub prefix_ban: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCrowdsec {
+    pub lapi_url: S<String>,
+    pub bouncer_key: S<String>,
+    pub bouncer_key_file: S<String>,
+    pub poll: S<String>,
+    pub scopes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub origins: Option<Spanned<Vec<Spanned<String>>>>,
+    pub types: Option<Spanned<Vec<Spanned<String>>>>,
+    pub machine_id: S<String>,
+    pub password: S<String>,
+    pub password_file: S<String>,
 }

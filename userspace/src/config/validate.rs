@@ -162,6 +162,7 @@ impl Validator<'_> {
         let event_rate = self.rate("events.rate", &raw.events.rate, rate(100, SECOND), false);
 
         let rules = self.rules(&raw.rule, &limits, &prefix, escalation.max);
+        let crowdsec = raw.crowdsec.as_ref().and_then(|c| self.crowdsec(c));
         self.fits_the_maps(raw, &capacity, &ports, &rules);
         if let Some(b) = &p.ban
             && prefix.ban > escalation.max
@@ -186,6 +187,7 @@ impl Validator<'_> {
             prefix,
             event_rate,
             rules,
+            crowdsec,
         }
     }
 

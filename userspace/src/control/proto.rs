@@ -3,12 +3,12 @@
 //! one typed request or its response. A new verb is one `Request` variant and one
 //! handler arm.
 
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{loader::AttachedMode, stats::Stats};
+use crate::{fleet::crowdsec::decision::Batch, loader::AttachedMode, stats::Stats};
 
 /// Bumped on incompatible changes; the daemon refuses other versions with a
 /// message saying which binary to use.
@@ -112,6 +112,21 @@ pub enum Request {
     Detach {
         iface: Option<String>,
     },
+    /// From the daemon's own CrowdSec bouncer, never from the socket (see
+    /// [`Request::internal`]).
+    Crowdsec {
+        update: CrowdsecUpdate,
+    },
+}
+
+/// What the bouncer tells the engine after each pull.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CrowdsecUpdate {
+    /// A pull's decisions, to apply as one transaction.
+    Pulled { batch: Batch },
+    /// A pull failed; `auth`: the key was refused or unreadable.
+    Failed { error: String, auth: bool },
 }
 
 impl Request {
@@ -127,6 +142,11 @@ impl Request {
                 | Request::BlockList
                 | Request::BansList
         )
+    }
+
+    /// Sent by the daemon's own tasks only: the socket refuses it.
+    pub const fn internal(&self) -> bool {
+        matches!(self, Request::Crowdsec { .. })
     }
 
     /// The CLI command that sends it, for messages.
@@ -147,6 +167,7 @@ impl Request {
             Request::Mode { .. } => "mode",
             Request::Reload => "reload",
             Request::Detach { .. } => "detach",
+            Request::Crowdsec { .. } => "crowdsec (internal)",
         }
     }
 }
@@ -202,6 +223,34 @@ pub struct Status {
     /// replies.
     #[serde(default)]
     pub active_bans: Option<u64>,
+    /// The CrowdSec bouncer, when `[crowdsec]` is configured.
+    #[serde(default)]
+    pub crowdsec: Option<Box<CrowdsecStatus>>,
+}
+
+/// The bouncer's state, for `status` and the metrics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CrowdsecStatus {
+    pub lapi_url: String,
+    /// The last pull succeeded.
+    pub up: bool,
+    /// Unix time of the last successful pull.
+    pub last_pull_unix: Option<u64>,
+    /// Why the last pull failed, while down.
+    pub last_error: Option<String>,
+    /// The key was refused (or unreadable): retrying will not fix it.
+    pub auth_failed: bool,
+    /// Failed pulls since the daemon started.
+    pub failures: u64,
+    /// Decisions held, by their origin (`crowdsec`, `cscli`, `CAPI`, …).
+    pub decisions: BTreeMap<String, u64>,
+    /// Addresses enforced as source bans, and networks as block entries.
+    pub bans: u64,
+    pub blocks: u64,
+    /// Decisions skipped on purpose since the start, by why (`type:captcha`).
+    pub ignored: BTreeMap<String, u64>,
+    /// Decisions skipped because a value or duration did not parse.
+    pub invalid: u64,
 }
 
 /// Kernel memory of the maps at their capacities (see `memory`).
@@ -272,4 +321,11 @@ pub struct BanRow {
     pub remaining_secs: f64,
     pub duration_secs: f64,
     pub offenses: u32,
+    /// Who decided it: absent for floodgate's own bans, `crowdsec:ORIGIN`
+    /// for a CrowdSec decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The remote decision's scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
 }

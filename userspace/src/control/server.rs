@@ -136,6 +136,10 @@ async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>, access: Arc<A
                 "protocol version {} is not supported (daemon speaks {PROTOCOL_VERSION}); use the CLI of the same release as the daemon",
                 env.version
             )),
+            Ok(env) if env.request.internal() => Response::Error(format!(
+                "`{}` is the daemon's own request, not a control verb",
+                env.request.verb()
+            )),
             Ok(env) => match access.permit(role, &env.request) {
                 Err(refusal) => {
                     warn!(
@@ -155,7 +159,7 @@ async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>, access: Arc<A
 }
 
 /// Hands `request` to the daemon's loop and waits for its answer.
-async fn forward(calls: &mpsc::Sender<Call>, request: Request) -> Response {
+pub async fn forward(calls: &mpsc::Sender<Call>, request: Request) -> Response {
     debug!(?request, "control request");
     let (tx, rx) = oneshot::channel();
     if calls.send((request, tx)).await.is_err() {

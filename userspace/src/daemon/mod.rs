@@ -11,6 +11,7 @@ pub mod links;
 pub mod loglimit;
 pub mod metrics;
 pub mod reader;
+pub mod remote;
 pub mod runtime;
 
 use std::{
@@ -220,6 +221,11 @@ async fn serve(opts: &Options) -> Result<(), DaemonError> {
         }
         None => None,
     };
+    // The bouncer idles while `[crowdsec]` is absent; a reload may add it.
+    let bouncer = tokio::spawn(crate::fleet::crowdsec::bouncer::run(
+        engine.crowdsec_config(),
+        calls_tx.clone(),
+    ));
     let server = tokio::spawn(server::serve(listener, calls_tx, Arc::new(access)));
     let sig = |kind| {
         signal(kind).map_err(|source| DaemonError::Io {
@@ -333,6 +339,7 @@ async fn serve(opts: &Options) -> Result<(), DaemonError> {
     }
     notify(&[sd_notify::NotifyState::Stopping]);
     server.abort();
+    bouncer.abort();
     if let Some(m) = metrics {
         m.abort();
     }

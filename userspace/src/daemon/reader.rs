@@ -330,5 +330,7 @@ pub fn ban_row(k: &BanKey, b: &Ban, now: u64) -> BanRow {
         remaining_secs: b.until_ns.saturating_sub(now) as f64 / 1e9,
         duration_secs: b.duration_ns as f64 / 1e9,
         offenses: b.offenses,
+        origin: None,
+        scenario: None,
     }
 }

@@ -52,6 +52,27 @@ pub struct Runtime {
     pub attached: BTreeMap<String, AttachedMode>,
 }
 
+/// Writes `bytes` to `path` in `state_dir` durably: a temp file, fsync,
+/// rename over the old file, fsync of the directory. A crash leaves the old
+/// file or the new one, whole.
+pub fn write_durably(state_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    use std::io::Write as _;
+    let write_err = |source| StateError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(write_err)?;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(write_err)?;
+    f.write_all(bytes).map_err(write_err)?;
+    f.sync_all().map_err(write_err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(write_err)?;
+    std::fs::File::open(state_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(write_err)
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -84,27 +105,14 @@ impl Runtime {
         }
     }
 
-    /// Writes durably: a temp file, fsync, rename over the old file, fsync
-    /// of the directory. A crash leaves the old file or the new one, whole.
+    /// Writes durably (see [`write_durably`]).
     pub fn save(&self, state_dir: &Path) -> Result<(), StateError> {
-        use std::io::Write as _;
         let path = Self::path(state_dir);
-        let write_err = |source| StateError::Write {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| StateError::Write {
             path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(state_dir).map_err(write_err)?;
-        let tmp = path.with_extension("json.tmp");
-        let bytes =
-            serde_json::to_vec_pretty(self).map_err(|e| write_err(std::io::Error::other(e)))?;
-        let mut f = std::fs::File::create(&tmp).map_err(write_err)?;
-        f.write_all(&bytes).map_err(write_err)?;
-        f.sync_all().map_err(write_err)?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(write_err)?;
-        std::fs::File::open(state_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)
+            source: std::io::Error::other(e),
+        })?;
+        write_durably(state_dir, &path, &bytes)
     }
 
     /// Drops temporary blocks that have ended; true if any did.

@@ -176,7 +176,7 @@ fn paced_rounds(rt: &tokio::runtime::Runtime, socket: &Path, length: Duration) -
 
 fn scrape_once() -> Result<()> {
     let mut s = std::net::TcpStream::connect(METRICS)?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: bench\r\n\r\n")?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     anyhow::ensure!(out.starts_with("HTTP/1.1 200"), "scrape: {out:.80}");

@@ -367,6 +367,7 @@ mod tests {
             log_lines_suppressed: 0,
             kernel_memory: None,
             active_bans: None,
+            crowdsec: None,
         }
     }
 

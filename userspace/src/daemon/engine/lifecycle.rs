@@ -13,11 +13,12 @@ use tracing::{error, info, warn};
 use super::{After, Engine};
 use crate::{
     config::Config,
-    control::proto::{InterfaceStatus, Reply},
+    control::proto::{CrowdsecStatus, InterfaceStatus, Reply},
     daemon::{
         DaemonError, Options, bpffs, budget, links,
         loglimit::{Kind, LogLimiter},
         reader::Reader,
+        remote::Remote,
         runtime::Runtime,
     },
     loader::Floodgate,
@@ -91,6 +92,15 @@ impl Engine {
         let kernel_suppressed_seen = fg.global_state()?.events_suppressed;
         let logs = Arc::new(Mutex::new(LogLimiter::new(config.event_rate)));
         let reader = Arc::new(Reader::new(&fg)?);
+        let (remote, invalid) = Remote::load(&opts.state_dir)?;
+        if let Some(warning) = invalid {
+            warn!("{warning}");
+        }
+        let crowdsec = config.crowdsec.as_ref().map(|c| CrowdsecStatus {
+            lapi_url: c.lapi_url.clone(),
+            ..CrowdsecStatus::default()
+        });
+        let (crowdsec_config, _) = tokio::sync::watch::channel(config.crowdsec.clone());
         let mut engine = Engine {
             fg,
             pin_dir: opts.pin_dir.clone(),
@@ -107,6 +117,9 @@ impl Engine {
             logs,
             kernel_suppressed_seen,
             reader,
+            remote,
+            crowdsec,
+            crowdsec_config,
         };
         engine.apply()?;
         for iface in &opts.ifaces {

@@ -6,6 +6,7 @@ mod bans;
 mod lifecycle;
 mod plan;
 pub mod queries;
+mod remote;
 
 pub use lifecycle::remove_pins;
 
@@ -21,11 +22,12 @@ use super::{
     DaemonError,
     loglimit::{Kind, LogLimiter},
     reader::Reader,
+    remote::Remote,
     runtime::{Runtime, unix_now},
 };
 use crate::{
-    config::Config,
-    control::proto::{InterfaceStatus, ListEntry, Mode, Reply, Request, Response},
+    config::{Config, CrowdsecConfig},
+    control::proto::{CrowdsecStatus, InterfaceStatus, ListEntry, Mode, Reply, Request, Response},
     loader::Floodgate,
     policy::Compiled,
     stats::Stats,
@@ -69,9 +71,21 @@ pub struct Engine {
     kernel_suppressed_seen: u64,
     /// The maps' own descriptors, for the walks run off the loop.
     pub reader: Arc<Reader>,
+    /// The CrowdSec decisions enforced (see `daemon::remote`).
+    remote: Remote,
+    /// The bouncer's state while `[crowdsec]` is configured.
+    crowdsec: Option<CrowdsecStatus>,
+    /// The live `[crowdsec]` section, watched by the bouncer task.
+    crowdsec_config: tokio::sync::watch::Sender<Option<CrowdsecConfig>>,
 }
 
 impl Engine {
+    /// The `[crowdsec]` section of the live config, as the bouncer task
+    /// follows it (a reload that changes it restarts the bouncer).
+    pub fn crowdsec_config(&self) -> tokio::sync::watch::Receiver<Option<CrowdsecConfig>> {
+        self.crowdsec_config.subscribe()
+    }
+
     /// True when a log line of `kind` may be written now (see `LogLimiter`).
     pub fn log_allowed(&self, kind: Kind) -> bool {
         self.logs
@@ -83,6 +97,7 @@ impl Engine {
     /// Periodic work: ends temporary blocks, reports suppressed log lines.
     pub fn tick(&mut self) {
         self.report_suppressed();
+        self.expire_remote();
         let before = self.runtime.clone();
         if self.runtime.expire(unix_now()) {
             if let Err(e) = self.runtime.save(&self.state_dir) {
@@ -229,12 +244,11 @@ impl Engine {
             Request::BlockList => {
                 let now = unix_now();
                 let entries = self
-                    .runtime
-                    .block(&self.compiled.block)
+                    .block_list()
                     .into_iter()
                     .map(|(cidr, origin, until)| ListEntry {
                         cidr,
-                        origin: origin.to_owned(),
+                        origin,
                         expires_in_secs: until.map(|u| u.saturating_sub(now)),
                     })
                     .collect();
@@ -262,6 +276,7 @@ impl Engine {
             }
             Request::Reload => Self::done(self.reload()?),
             Request::Detach { iface } => self.detach(iface),
+            Request::Crowdsec { update } => Self::done(self.crowdsec_update(update)?),
         }
     }
 }

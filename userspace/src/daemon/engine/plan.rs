@@ -106,13 +106,13 @@ impl Engine {
     /// back to syncing a whole list when what its trie holds is not known.
     pub(super) fn apply_runtime(&mut self, from: &Runtime) -> Result<(), DaemonError> {
         let (now_mono, now_unix) = (monotonic_ns(), unix_now());
+        let remote_blocks = self.remote.blocks();
         let block: Vec<_> = from
             .block_changes(&self.runtime)
             .iter()
             .map(|net| {
                 let entry = self
-                    .runtime
-                    .blocks(&self.compiled.block, net)
+                    .block_until(net, &remote_blocks)
                     .map(|until| block_entry(until, now_mono, now_unix));
                 (lpm_key(net), entry)
             })
@@ -134,11 +134,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Writes the whole block list (config and runtime) into its trie.
-    fn sync_block(&mut self, now_mono: u64, now_unix: u64) -> Result<(), DaemonError> {
+    /// Writes the whole block list (config, runtime and remote decisions)
+    /// into its trie.
+    pub(super) fn sync_block(&mut self, now_mono: u64, now_unix: u64) -> Result<(), DaemonError> {
         let block: Vec<_> = self
-            .runtime
-            .block(&self.compiled.block)
+            .block_list()
             .into_iter()
             .map(|(net, _, until)| (lpm_key(&net), block_entry(until, now_mono, now_unix)))
             .collect();
@@ -204,6 +204,9 @@ impl Engine {
                 "{message}"
             );
         }
+        if old_config.crowdsec != self.config.crowdsec {
+            self.crowdsec_reconfigured();
+        }
         Ok(message)
     }
 
@@ -217,7 +220,7 @@ impl Engine {
 
 /// A block entry ending at `until` (Unix seconds; None: never), on the
 /// program's monotonic clock.
-fn block_entry(until: Option<u64>, now_mono: u64, now_unix: u64) -> BlockEntry {
+pub(super) fn block_entry(until: Option<u64>, now_mono: u64, now_unix: u64) -> BlockEntry {
     let expires_ns = until.map_or(0, |u| {
         now_mono.saturating_add(u.saturating_sub(now_unix).saturating_mul(SECOND))
     });

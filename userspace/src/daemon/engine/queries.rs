@@ -59,12 +59,21 @@ impl Engine {
                     Ok(Reply::Top { rows })
                 }))
             }
-            Request::BansList => Ok(Box::new(|reader: &Reader| {
-                let (bans, total) = reader
-                    .active_bans(MAX_TOP_ROWS)
-                    .map_err(walk_err("the bans"))?;
-                Ok(Reply::Bans { bans, total })
-            })),
+            Request::BansList => {
+                let remote = self.remote_ban_origins();
+                Ok(Box::new(move |reader: &Reader| {
+                    let (mut bans, total) = reader
+                        .active_bans(MAX_TOP_ROWS)
+                        .map_err(walk_err("the bans"))?;
+                    for b in &mut bans {
+                        if let Some((origin, scenario)) = remote.get(&b.target) {
+                            b.origin = Some(origin.clone());
+                            b.scenario = Some(scenario.clone());
+                        }
+                    }
+                    Ok(Reply::Bans { bans, total })
+                }))
+            }
             _ => Err(DaemonError::NotAWalk(request.verb())),
         }
     }
@@ -125,6 +134,7 @@ impl Engine {
             log_lines_suppressed: self.log_lines_suppressed(g.events_suppressed),
             kernel_memory: Some(KernelMemory::from(&memory)),
             active_bans: None,
+            crowdsec: self.crowdsec.clone().map(Box::new),
         })
     }
 }

@@ -1,35 +1,16 @@
-//! `--metrics ADDR`: Prometheus text exposition (prometheus-client) of the
-//! counters, map fill levels, bans and event losses, built at scrape time from
-//! the same requests the CLI sends.
-//!
-//! The listener answers `GET /metrics` (anything else: 404) with one response
-//! per connection; scrapers need nothing more.
-
-use std::{net::SocketAddr, time::Duration};
+//! One scrape: the prometheus-client registry built from a status and the stats.
 
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::{TcpListener, TcpStream},
-    sync::{mpsc, oneshot},
-};
-use tracing::warn;
 
-use crate::{
-    control::{
-        proto::{Reply, Request, Response, Status},
-        server::Call,
-    },
-    stats::Stats,
-};
+use crate::{control::proto::Status, stats::Stats};
 
-type Labels = Vec<(String, String)>;
+pub(super) type Labels = Vec<(String, String)>;
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
+pub(super) fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -152,92 +133,17 @@ pub fn render(status: &Status, stats: &Stats, active_bans: u64) -> Result<String
     uptime.set(i64::try_from(status.uptime_secs).unwrap_or(i64::MAX));
     registry.register("uptime_seconds", "Seconds since the daemon started", uptime);
 
+    if let Some(c) = &status.crowdsec {
+        super::fleet::register(&mut registry, c);
+    }
+
     let mut out = String::new();
     encode(&mut out, &registry)?;
     Ok(out)
 }
 
-async fn ask(calls: &mpsc::Sender<Call>, request: Request) -> Option<Reply> {
-    let (tx, rx) = oneshot::channel();
-    calls.send((request, tx)).await.ok()?;
-    match rx.await.ok()? {
-        Response::Ok(reply) => Some(reply),
-        Response::Error(e) => {
-            warn!(error = e, "metrics scrape");
-            None
-        }
-    }
-}
-
-async fn scrape(calls: &mpsc::Sender<Call>) -> Option<String> {
-    let Some(Reply::Status(status)) = ask(calls, Request::Status).await else {
-        return None;
-    };
-    let Some(Reply::Stats(stats)) = ask(calls, Request::Stats).await else {
-        return None;
-    };
-    let active_bans = status.active_bans.unwrap_or(0);
-    render(&status, &stats, active_bans).ok()
-}
-
-async fn connection(mut stream: TcpStream, calls: mpsc::Sender<Call>) {
-    let mut head = [0u8; 2048];
-    let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head)).await
-    else {
-        return;
-    };
-    let request = String::from_utf8_lossy(&head[..n]);
-    let (status, kind, body) =
-        if request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?") {
-            match scrape(&calls).await {
-                Some(body) => (
-                    "200 OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body,
-                ),
-                None => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "the daemon could not be read\n".to_owned(),
-                ),
-            }
-        } else {
-            (
-                "404 Not Found",
-                "text/plain",
-                "floodgate serves /metrics\n".to_owned(),
-            )
-        };
-    let response = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-/// Binds the metrics listener (errors reach the caller before the daemon starts serving).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
-/// Serves scrapes until the daemon exits.
-pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(stream, calls.clone()));
-            }
-            Err(e) => {
-                warn!(error = %e, "metrics accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeSet;
 
     use floodgate_common::{COUNTER_ENTRIES, Counter, Reason, Verdict, iface_counter_index};
@@ -248,10 +154,11 @@ mod tests {
         loader::AttachedMode,
     };
 
-    const DASHBOARD: &str = include_str!("../../../contrib/grafana/floodgate.json");
+    const DASHBOARD: &str = include_str!("../../../../contrib/grafana/floodgate.json");
 
-    /// A scrape with every verdict and reason counted and every map filled a bit.
-    fn sample() -> String {
+    /// A status and stats with every verdict and reason counted and every map
+    /// filled a bit (also what the HTTP tests' stub engine answers).
+    pub(in crate::daemon::metrics) fn fixture() -> (Status, Stats) {
         let mut counters = vec![Counter::default(); COUNTER_ENTRIES as usize];
         for v in Verdict::ALL {
             for r in Reason::ALL {
@@ -288,10 +195,17 @@ mod tests {
             events_lost: 1,
             log_lines_suppressed: 1,
             kernel_memory: None,
-            active_bans: None,
+            active_bans: Some(2),
+            crowdsec: None,
         };
         let names = [(1, "eth1".to_owned())];
         let stats = Stats::from_counters(&counters, false).with_interfaces(&counters, &names);
+        (status, stats)
+    }
+
+    /// A scrape of [`fixture`].
+    fn sample() -> String {
+        let (status, stats) = fixture();
         render(&status, &stats, 2).expect("render")
     }
 
@@ -415,6 +329,7 @@ mod tests {
             log_lines_suppressed: 42,
             kernel_memory: None,
             active_bans: None,
+            crowdsec: None,
         };
         let out = render(&status, &stats, 0).expect("renders");
         for line in [

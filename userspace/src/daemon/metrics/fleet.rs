@@ -1,0 +1,69 @@
+//! The fleet clients' metrics: the CrowdSec bouncer's state, when
+//! `[crowdsec]` is configured.
+
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use super::render::{Labels, labels};
+use crate::control::proto::CrowdsecStatus;
+
+fn gauge(v: u64) -> Gauge {
+    let g = Gauge::default();
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    g
+}
+
+/// Registers the bouncer's metrics under `floodgate_crowdsec_*`.
+pub fn register(registry: &mut Registry, c: &CrowdsecStatus) {
+    let r = registry.sub_registry_with_prefix("crowdsec");
+    r.register(
+        "up",
+        "1 when the last pull from the CrowdSec LAPI succeeded",
+        gauge(u64::from(c.up)),
+    );
+    r.register(
+        "last_pull_timestamp_seconds",
+        "Unix time of the last successful pull (0: none yet)",
+        gauge(c.last_pull_unix.unwrap_or(0)),
+    );
+    let failures = Counter::<u64>::default();
+    failures.inc_by(c.failures);
+    r.register(
+        "pull_failures",
+        "Failed pulls since the daemon started",
+        failures,
+    );
+    let held = Family::<Labels, Gauge>::default();
+    for (origin, n) in &c.decisions {
+        held.get_or_create(&labels(&[("origin", origin)]))
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+    r.register("decisions", "CrowdSec decisions enforced, by origin", held);
+    let enforced = Family::<Labels, Gauge>::default();
+    for (how, n) in [("ban", c.bans), ("block", c.blocks)] {
+        enforced
+            .get_or_create(&labels(&[("as", how)]))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    r.register(
+        "enforced",
+        "Networks of CrowdSec decisions, as source bans or block entries",
+        enforced,
+    );
+    let skipped = Family::<Labels, Counter>::default();
+    for (why, n) in &c.ignored {
+        skipped.get_or_create(&labels(&[("why", why)])).inc_by(*n);
+    }
+    if c.invalid > 0 {
+        skipped
+            .get_or_create(&labels(&[("why", "invalid")]))
+            .inc_by(c.invalid);
+    }
+    r.register(
+        "decisions_skipped",
+        "Decisions not applied: a type, scope or origin left out, or a value that did not parse",
+        skipped,
+    );
+}

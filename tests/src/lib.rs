@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod crawl;
 pub mod daemon;
 pub mod dut;
+pub mod fleet;
 mod handmade;
 pub mod lab;
 pub mod packets;

@@ -166,6 +166,18 @@ fn crowdsec_status(c: &crate::control::proto::CrowdsecStatus) {
         render::count(ignored),
         render::count(c.invalid)
     );
+    if let Some(up) = c.watcher_up {
+        outln!(
+            "  watcher: {}; alerts sent {}, queued {}, dropped {}",
+            match (&c.watcher_error, up) {
+                (Some(e), false) => format!("DOWN — {e}"),
+                _ => "up".to_owned(),
+            },
+            render::count(c.alerts_sent),
+            render::count(c.alerts_queued),
+            render::count(c.alerts_dropped)
+        );
+    }
 }
 
 async fn fetch_stats(cli: &Cli) -> Result<Stats, Failure> {

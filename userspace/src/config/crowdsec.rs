@@ -265,6 +265,15 @@ mod tests {
             }
         );
         assert!(parse("").expect("valid").crowdsec.is_none());
+        let w = parse("[crowdsec]\nlapi_url = \"http://x/\"\nbouncer_key = \"k\"\nmachine_id = \"edge-1\"\npassword_file = \"/etc/p\"\n")
+            .expect("valid");
+        assert_eq!(
+            w.crowdsec.and_then(|c| c.watcher),
+            Some(crate::config::WatcherConfig {
+                machine_id: "edge-1".to_owned(),
+                password: KeySource::File("/etc/p".into()),
+            })
+        );
     }
 
     #[test]
@@ -296,6 +305,18 @@ mod tests {
                 "crowdsec.types: empty",
             ),
             ("[crowdsec]\nlapi = \"http://x/\"\n", "unknown field `lapi`"),
+            (
+                "[crowdsec]\nlapi_url = \"http://x/\"\nbouncer_key = \"k\"\nmachine_id = \"e\"\n",
+                "machine_id without a password",
+            ),
+            (
+                "[crowdsec]\nlapi_url = \"http://x/\"\nbouncer_key = \"k\"\npassword = \"p\"\n",
+                "t.toml:4:12: crowdsec: a watcher password without machine_id",
+            ),
+            (
+                "[crowdsec]\nlapi_url = \"http://x/\"\nbouncer_key = \"k\"\nmachine_id = \"e\"\npassword_file = \"p\"\n",
+                "crowdsec.password_file: \"p\" is not an absolute path",
+            ),
         ];
         for (text, want) in cases {
             let e = parse(text).expect_err(text);

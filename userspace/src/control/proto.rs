@@ -127,6 +127,15 @@ pub enum CrowdsecUpdate {
     Pulled { batch: Batch },
     /// A pull failed; `auth`: the key was refused or unreadable.
     Failed { error: String, auth: bool },
+    /// The watcher's state after a send: alerts sent since the start,
+    /// waiting, dropped from a full queue; why the last send failed.
+    Watcher {
+        up: bool,
+        sent: u64,
+        queued: u64,
+        dropped: u64,
+        error: Option<String>,
+    },
 }
 
 impl Request {
@@ -251,6 +260,21 @@ pub struct CrowdsecStatus {
     pub ignored: BTreeMap<String, u64>,
     /// Decisions skipped because a value or duration did not parse.
     pub invalid: u64,
+    /// The watcher (with `machine_id`): its last send succeeded (None:
+    /// off, or nothing sent yet).
+    #[serde(default)]
+    pub watcher_up: Option<bool>,
+    #[serde(default)]
+    pub watcher_error: Option<String>,
+    /// floodgate's bans sent as alerts since the start, waiting to be sent,
+    /// and dropped (a full queue, or more at once than the daemon could hand
+    /// over).
+    #[serde(default)]
+    pub alerts_sent: u64,
+    #[serde(default)]
+    pub alerts_queued: u64,
+    #[serde(default)]
+    pub alerts_dropped: u64,
 }
 
 /// Kernel memory of the maps at their capacities (see `memory`).

@@ -142,6 +142,9 @@ impl DaemonError {
     }
 }
 
+/// Ban events waiting for the watcher; more at once are dropped (counted).
+const ALERT_HANDOFF: usize = 4096;
+
 /// Tells systemd about the daemon's state (a no-op outside systemd).
 fn notify(state: &[sd_notify::NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(state) {
@@ -221,9 +224,17 @@ async fn serve(opts: &Options) -> Result<(), DaemonError> {
         }
         None => None,
     };
-    // The bouncer idles while `[crowdsec]` is absent; a reload may add it.
+    // The bouncer and the watcher idle while `[crowdsec]` (or its
+    // `machine_id`) is absent; a reload may add it.
     let bouncer = tokio::spawn(crate::fleet::crowdsec::bouncer::run(
         engine.crowdsec_config(),
+        calls_tx.clone(),
+    ));
+    let (alerts, alerts_rx) = mpsc::channel(ALERT_HANDOFF);
+    let watcher = tokio::spawn(crate::fleet::crowdsec::watcher::run(
+        engine.crowdsec_config(),
+        alerts_rx,
+        opts.state_dir.clone(),
         calls_tx.clone(),
     ));
     let server = tokio::spawn(server::serve(listener, calls_tx, Arc::new(access)));
@@ -300,9 +311,13 @@ async fn serve(opts: &Options) -> Result<(), DaemonError> {
                 if let Ok(mut guard) = guard {
                     let ring = guard.get_inner_mut();
                     while let Some(record) = ring.next() {
-                        if let Some(e) = events::decode(&record)
-                            && engine.log_allowed(Kind::Ban)
+                        let Some(e) = events::decode(&record) else { continue };
+                        if let Some(ban) = engine.local_ban(&e)
+                            && alerts.try_send(ban).is_err()
                         {
+                            engine.alert_dropped();
+                        }
+                        if engine.log_allowed(Kind::Ban) {
                             info!(
                                 event = if e.would { "would_ban" } else { "ban" },
                                 target = %e.target,
@@ -340,6 +355,7 @@ async fn serve(opts: &Options) -> Result<(), DaemonError> {
     notify(&[sd_notify::NotifyState::Stopping]);
     server.abort();
     bouncer.abort();
+    watcher.abort();
     if let Some(m) = metrics {
         m.abort();
     }

@@ -120,6 +120,8 @@ impl Engine {
             remote,
             crowdsec,
             crowdsec_config,
+            own: std::collections::BTreeMap::new(),
+            alerts_handoff_dropped: 0,
         };
         engine.apply()?;
         for iface in &opts.ifaces {

@@ -77,6 +77,11 @@ pub struct Engine {
     crowdsec: Option<CrowdsecStatus>,
     /// The live `[crowdsec]` section, watched by the bouncer task.
     crowdsec_config: tokio::sync::watch::Sender<Option<CrowdsecConfig>>,
+    /// floodgate's own bans the watcher sent, with their end (Unix
+    /// seconds): their decisions coming back through the stream are no-ops.
+    own: std::collections::BTreeMap<ipnet::IpNet, u64>,
+    /// Alerts the watcher's channel had no room for.
+    alerts_handoff_dropped: u64,
 }
 
 impl Engine {

@@ -15,17 +15,23 @@ use super::{Engine, SECOND, monotonic_ns};
 use crate::{
     addr::{lpm_key, mapped},
     control::proto::{CrowdsecStatus, CrowdsecUpdate},
+    daemon::events::BanEvent,
     daemon::{
         DaemonError,
         remote::{Remote, Tier},
         runtime::unix_now,
     },
-    fleet::crowdsec::decision::Batch,
+    fleet::crowdsec::{alert::LocalBan, decision::Batch},
 };
 
 /// The share of the ban map remote addresses may take: the rest stays for
 /// floodgate's own bans, which remote ones must never evict.
 const BAN_SHARE_DIVISOR: u32 = 2;
+
+/// How much later than floodgate's own ban the LAPI may end the decision
+/// the watcher made of it and still be that decision (its times are whole
+/// seconds, and the alert reaches it after the ban started).
+const OWN_SLACK_SECS: u64 = 5;
 
 /// A block entry's end: None permanent, else Unix seconds.
 type Until = Option<u64>;
@@ -54,11 +60,29 @@ impl Engine {
                 status.failures += 1;
                 Ok("noted".to_owned())
             }
-            CrowdsecUpdate::Pulled { batch } => {
+            CrowdsecUpdate::Watcher {
+                up,
+                sent,
+                queued,
+                dropped,
+                error,
+            } => {
+                status.watcher_up = Some(up);
+                status.watcher_error = error;
+                status.alerts_sent = sent;
+                status.alerts_queued = queued;
+                status.alerts_dropped = dropped + self.alerts_handoff_dropped;
+                Ok("noted".to_owned())
+            }
+            CrowdsecUpdate::Pulled { mut batch } => {
+                let own = self.drop_own(&mut batch);
                 let applied = self.apply_batch(&batch);
                 let status = self.crowdsec.get_or_insert_with(CrowdsecStatus::default);
                 for (why, n) in &batch.ignored {
                     *status.ignored.entry(why.clone()).or_default() += n;
+                }
+                if own > 0 {
+                    *status.ignored.entry("own".to_owned()).or_default() += own;
                 }
                 status.invalid += batch.invalid;
                 match applied {
@@ -81,6 +105,50 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A ban the program made, as the watcher sends it (None without a
+    /// watcher). Remembered, so the decision coming back through the stream
+    /// is known for floodgate's own.
+    pub fn local_ban(&mut self, e: &BanEvent) -> Option<LocalBan> {
+        self.config.crowdsec.as_ref()?.watcher.as_ref()?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let ban = LocalBan {
+            target: e.target,
+            reason: e.reason.to_owned(),
+            // Whole seconds, rounded up: the decision never ends first.
+            duration_secs: e.duration.as_nanos().div_ceil(1_000_000_000) as u64,
+            started_unix_ms: now_ms,
+            simulated: e.would,
+            offenses: e.offenses,
+        };
+        let until = ban.until_unix();
+        let held = self.own.entry(ban.target).or_insert(until);
+        *held = (*held).max(until);
+        Some(ban)
+    }
+
+    /// An alert the daemon could not hand to the watcher (its channel full).
+    pub fn alert_dropped(&mut self) {
+        self.alerts_handoff_dropped += 1;
+    }
+
+    /// Takes floodgate's own decisions out of `batch` (they are its own
+    /// bans, already enforced); returns how many.
+    fn drop_own(&mut self, batch: &mut Batch) -> u64 {
+        let now = unix_now();
+        self.own.retain(|_, until| *until > now);
+        let own = &self.own;
+        let before = batch.new.len();
+        batch.new.retain(|net, h| {
+            !(h.scenario.starts_with("floodgate/")
+                && own
+                    .get(net)
+                    .is_some_and(|u| u.saturating_add(OWN_SLACK_SECS) >= h.until))
+        });
+        (before - batch.new.len()) as u64
     }
 
     /// A reload changed `[crowdsec]`: the bouncer restarts with a full pull

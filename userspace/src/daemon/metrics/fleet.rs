@@ -61,6 +61,32 @@ pub fn register(registry: &mut Registry, c: &CrowdsecStatus) {
             .get_or_create(&labels(&[("why", "invalid")]))
             .inc_by(c.invalid);
     }
+    if let Some(up) = c.watcher_up {
+        r.register(
+            "watcher_up",
+            "1 when the last send of alerts to the LAPI succeeded",
+            gauge(u64::from(up)),
+        );
+        let sent = Counter::<u64>::default();
+        sent.inc_by(c.alerts_sent);
+        r.register(
+            "alerts_sent",
+            "floodgate's bans sent to the LAPI as alerts since the start",
+            sent,
+        );
+        r.register(
+            "alerts_queued",
+            "Alerts waiting for the LAPI",
+            gauge(c.alerts_queued),
+        );
+        let dropped = Counter::<u64>::default();
+        dropped.inc_by(c.alerts_dropped);
+        r.register(
+            "alerts_dropped",
+            "Alerts dropped: the queue was full",
+            dropped,
+        );
+    }
     r.register(
         "decisions_skipped",
         "Decisions not applied: a type, scope or origin left out, or a value that did not parse",

@@ -10,6 +10,8 @@ use std::{
 use anyhow::{Result, bail};
 use serde_json::Value;
 
+pub mod two_edges;
+
 use crate::{
     daemon::DaemonLab,
     lab::{

@@ -92,11 +92,15 @@ fn print_list(reply: Reply, json: bool) -> Result<(), Failure> {
         cidr,
         origin,
         expires_in_secs,
+        scenario,
     } in entries
     {
         t.add_row(vec![
             cidr.to_string(),
-            origin,
+            match scenario {
+                Some(s) if !s.is_empty() => format!("{origin} ({s})"),
+                _ => origin,
+            },
             expires_in_secs.map_or_else(|| "never".into(), |s| render::secs(s as f64)),
         ]);
     }

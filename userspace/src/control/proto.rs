@@ -327,10 +327,15 @@ pub struct TopRow {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ListEntry {
     pub cidr: IpNet,
-    /// "config" (from the file) or "runtime" (added with the CLI).
+    /// "config" (from the file), "runtime" (added with the CLI) or
+    /// "crowdsec:ORIGIN" (a CrowdSec decision).
     pub origin: String,
     /// Seconds until a temporary block ends.
     pub expires_in_secs: Option<u64>,
+    /// A remote decision's scenario (absent otherwise, and from older
+    /// daemons' replies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -209,6 +209,7 @@ impl Engine {
                         cidr,
                         origin: origin.to_owned(),
                         expires_in_secs: None,
+                        scenario: None,
                     })
                     .collect();
                 Ok((Reply::List { entries }, After::Continue))
@@ -251,10 +252,11 @@ impl Engine {
                 let entries = self
                     .block_list()
                     .into_iter()
-                    .map(|(cidr, origin, until)| ListEntry {
+                    .map(|(cidr, origin, scenario, until)| ListEntry {
                         cidr,
                         origin,
                         expires_in_secs: until.map(|u| u.saturating_sub(now)),
+                        scenario,
                     })
                     .collect();
                 Ok((Reply::List { entries }, After::Continue))

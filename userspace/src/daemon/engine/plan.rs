@@ -140,7 +140,7 @@ impl Engine {
         let block: Vec<_> = self
             .block_list()
             .into_iter()
-            .map(|(net, _, until)| (lpm_key(&net), block_entry(until, now_mono, now_unix)))
+            .map(|(net, _, _, until)| (lpm_key(&net), block_entry(until, now_mono, now_unix)))
             .collect();
         self.fg.sync_block(&block)?;
         Ok(())

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use floodgate_common::{Ban, BanKey, Reason};
 use ipnet::IpNet;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::{Engine, SECOND, monotonic_ns};
 use crate::{
@@ -75,6 +75,7 @@ impl Engine {
                 Ok("noted".to_owned())
             }
             CrowdsecUpdate::Pulled { mut batch } => {
+                let started = std::time::Instant::now();
                 let own = self.drop_own(&mut batch);
                 let applied = self.apply_batch(&batch);
                 let status = self.crowdsec.get_or_insert_with(CrowdsecStatus::default);
@@ -92,6 +93,17 @@ impl Engine {
                         status.last_error = None;
                         status.last_pull_unix = Some(unix_now());
                         self.refresh_crowdsec_counts();
+                        if batch.replace {
+                            let apply_ms =
+                                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                            info!(
+                                event = "crowdsec",
+                                decisions = batch.len(),
+                                changed,
+                                apply_ms,
+                                "applied a full CrowdSec pull"
+                            );
+                        }
                         Ok(format!(
                             "applied {} decisions ({changed} networks changed)",
                             batch.len()
@@ -334,31 +346,32 @@ impl Engine {
         )
     }
 
-    /// The whole block list, remote decisions included: (network, origin, end).
-    pub(super) fn block_list(&self) -> Vec<(IpNet, String, Until)> {
-        let mut out: BTreeMap<IpNet, (String, Until)> = self
+    /// The whole block list, remote decisions included: (network, origin,
+    /// the remote decision's scenario, end).
+    pub(super) fn block_list(&self) -> Vec<(IpNet, String, Option<String>, Until)> {
+        let mut out: BTreeMap<IpNet, (String, Option<String>, Until)> = self
             .runtime
             .block(&self.compiled.block)
             .into_iter()
-            .map(|(n, origin, until)| (n, (origin.to_owned(), until)))
+            .map(|(n, origin, until)| (n, (origin.to_owned(), None, until)))
             .collect();
         let effective = self.remote.effective();
         for (net, until) in self.remote.blocks() {
-            let origin = effective.get(&net).map_or_else(
-                || "crowdsec".to_owned(),
-                |h| format!("crowdsec:{}", h.origin),
+            let (origin, scenario) = effective.get(&net).map_or_else(
+                || ("crowdsec".to_owned(), None),
+                |h| (format!("crowdsec:{}", h.origin), Some(h.scenario.clone())),
             );
             match out.get_mut(&net) {
-                Some(e) if later(Some(e.1), Some(Some(until))) != Some(e.1) => {
-                    *e = (origin, Some(until));
+                Some(e) if later(Some(e.2), Some(Some(until))) != Some(e.2) => {
+                    *e = (origin, scenario, Some(until));
                 }
                 Some(_) => {}
                 None => {
-                    out.insert(net, (origin, Some(until)));
+                    out.insert(net, (origin, scenario, Some(until)));
                 }
             }
         }
-        out.into_iter().map(|(n, (o, u))| (n, o, u)).collect()
+        out.into_iter().map(|(n, (o, s, u))| (n, o, s, u)).collect()
     }
 
     /// Who decided each remotely banned address, for `bans list`.

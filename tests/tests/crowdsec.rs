@@ -58,7 +58,12 @@ fn ip_and_range_decisions_are_enforced_listed_and_lifted() -> Result<()> {
     for target in ["198.18.1.3/32", "fd00:f100:1::3/128"] {
         let b = listed(&bans, "target", target).with_context(|| format!("{target} in {bans}"))?;
         assert_eq!(b["origin"], "crowdsec:cscli", "{b}");
-        assert!(b["scenario"].as_str().is_some_and(|s| s.starts_with("lab scraper")), "{b}");
+        assert!(
+            b["scenario"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("lab scraper")),
+            "{b}"
+        );
         assert_eq!(
             b["offenses"], 0,
             "a remote decision is no offence of floodgate's: {b}"
@@ -70,7 +75,12 @@ fn ip_and_range_decisions_are_enforced_listed_and_lifted() -> Result<()> {
     for cidr in [RANGE_V4, RANGE_V6] {
         let e = listed(&blocks, "cidr", cidr).with_context(|| format!("{cidr} in {blocks}"))?;
         assert_eq!(e["origin"], "crowdsec:cscli", "{e}");
-        assert!(e["scenario"].as_str().is_some_and(|s| s.starts_with("lab range")), "{e}");
+        assert!(
+            e["scenario"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("lab range")),
+            "{e}"
+        );
         let left = e["expires_in_secs"].as_u64().unwrap_or(0);
         assert!((7100..=7200).contains(&left), "its remaining time: {e}");
     }

@@ -14,5 +14,6 @@ pub mod migrate;
 pub mod object;
 pub mod paths;
 pub mod policy;
+pub mod sets;
 pub mod stats;
 pub mod tables;

@@ -4,6 +4,8 @@ use floodgate_common::{
     POLICY_MONITOR, Policy, PortKey, Quota, Rate, SETTINGS_DROP_MALFORMED, SETTINGS_MONITOR,
     SETTINGS_PORTS_SCOPED, SETTINGS_READY, Settings,
 };
+use std::collections::{BTreeMap, BTreeSet};
+
 use ipnet::IpNet;
 
 use crate::config::{Config, Limit, PrefixLimits, QuotaSpec, RateSpec, SourceLimits};
@@ -35,6 +37,33 @@ pub struct Compiled {
     pub block: Vec<IpNet>,
     pub ports: Vec<PortKey>,
     pub capacity: Capacity,
+    /// The allow and block entries (and rule CIDRs) that came from a set,
+    /// with its name, for listings; the config's own are not here.
+    pub from_set: BTreeMap<IpNet, String>,
+}
+
+/// The entries of each set, by name.
+pub type SetNets = BTreeMap<String, Vec<IpNet>>;
+
+/// `config`'s CIDRs with the entries of its `sets` added, without repeats;
+/// each added one is recorded in `from` with its set's name.
+fn with_sets(
+    config: &[IpNet],
+    names: &[String],
+    sets: &SetNets,
+    from: &mut BTreeMap<IpNet, String>,
+) -> Vec<IpNet> {
+    let mut out = config.to_vec();
+    let mut seen: BTreeSet<IpNet> = config.iter().copied().collect();
+    for name in names {
+        for net in sets.get(name).map_or(&[][..], Vec::as_slice) {
+            if seen.insert(*net) {
+                out.push(*net);
+                from.entry(*net).or_insert_with(|| name.clone());
+            }
+        }
+    }
+    out
 }
 
 fn ns(d: std::time::Duration) -> u64 {
@@ -69,9 +98,17 @@ fn policy(source: &SourceLimits, prefix: &PrefixLimits, monitor: bool) -> Policy
     }
 }
 
-/// Compiles the config. Global monitor mode is a settings flag and applies to
-/// every rule; a rule's own `mode = "monitor"` sets its policy flag.
+/// Compiles the config with no set entries (see [`compile_with_sets`]).
 pub fn compile(config: &Config) -> Compiled {
+    compile_with_sets(config, &SetNets::new())
+}
+
+/// Compiles the config, `@name` references expanded to the entries of `sets`
+/// (a set not in it has none yet). Global monitor mode is a settings flag
+/// and applies to every rule; a rule's own `mode = "monitor"` sets its
+/// policy flag. A CIDR two rules match (one through a set) stays with the
+/// first rule in file order.
+pub fn compile_with_sets(config: &Config, sets: &SetNets) -> Compiled {
     let mut flags = SETTINGS_READY;
     if config.monitor {
         flags |= SETTINGS_MONITOR;
@@ -113,11 +150,27 @@ pub fn compile(config: &Config) -> Compiled {
     };
     let mut policies = vec![policy(&config.limits, &config.prefix, false)];
     let mut rules = Vec::new();
+    let mut from_set = BTreeMap::new();
+    let mut matched: BTreeSet<IpNet> = config
+        .rules
+        .iter()
+        .flat_map(|r| r.matches.iter().copied())
+        .collect();
     for (i, rule) in config.rules.iter().enumerate() {
         policies.push(policy(&rule.limits, &rule.prefix, rule.monitor));
         let slot = u32::try_from(i + 1).unwrap_or(u32::MAX);
         rules.extend(rule.matches.iter().map(|net| (*net, slot)));
+        for name in &rule.match_sets {
+            for net in sets.get(name).map_or(&[][..], Vec::as_slice) {
+                if matched.insert(*net) {
+                    rules.push((*net, slot));
+                    from_set.entry(*net).or_insert_with(|| name.clone());
+                }
+            }
+        }
     }
+    let allow = with_sets(&config.allow, &config.allow_sets, sets, &mut from_set);
+    let block = with_sets(&config.block, &config.block_sets, sets, &mut from_set);
     let ports = config
         .ports
         .iter()
@@ -130,8 +183,8 @@ pub fn compile(config: &Config) -> Compiled {
         settings,
         policies,
         rules,
-        allow: config.allow.clone(),
-        block: config.block.clone(),
+        allow,
+        block,
         ports,
         capacity: Capacity {
             sources: cap.sources,
@@ -139,6 +192,7 @@ pub fn compile(config: &Config) -> Compiled {
             bans: cap.bans,
             lists: cap.lists,
         },
+        from_set,
     }
 }
 
@@ -186,5 +240,51 @@ mod tests {
         assert_eq!(c.rules.len(), 2);
         assert!(c.rules.iter().all(|(_, slot)| *slot == 1));
         assert_eq!(c.settings.flags, SETTINGS_READY | SETTINGS_MONITOR);
+    }
+
+    #[test]
+    fn sets_expand_where_they_are_named() {
+        let config = Config::from_toml(
+            "allow = [\"10.0.0.0/8\", \"@bots\"]\nblock = [\"@drop\"]\n[[set]]\nname = \"bots\"\nsource = \"file:///b\"\n[[set]]\nname = \"drop\"\nsource = \"file:///d\"\n[[rule]]\nname = \"r\"\nmatch = [\"203.0.113.0/24\", \"@drop\"]\npackets = \"10/s\"\n",
+            "t.toml",
+        )
+        .expect("valid");
+        let net = |s: &str| s.parse::<IpNet>().expect("net");
+        let sets: SetNets = [
+            (
+                "bots".to_owned(),
+                vec![net("66.249.64.0/27"), net("10.0.0.0/8")],
+            ),
+            (
+                "drop".to_owned(),
+                vec![net("198.51.100.0/24"), net("203.0.113.0/24")],
+            ),
+        ]
+        .into();
+        let c = compile_with_sets(&config, &sets);
+        assert_eq!(
+            c.allow,
+            vec![net("10.0.0.0/8"), net("66.249.64.0/27")],
+            "no repeats"
+        );
+        assert_eq!(c.block, vec![net("198.51.100.0/24"), net("203.0.113.0/24")]);
+        assert_eq!(
+            c.rules,
+            vec![(net("203.0.113.0/24"), 1), (net("198.51.100.0/24"), 1)]
+        );
+        assert_eq!(
+            c.from_set.get(&net("66.249.64.0/27")).map(String::as_str),
+            Some("bots")
+        );
+        assert!(
+            !c.from_set.contains_key(&net("10.0.0.0/8")),
+            "the config's own entry"
+        );
+        // Before a set is loaded it has no entries.
+        let empty = compile(&config);
+        assert_eq!(
+            (empty.allow.len(), empty.block.len(), empty.rules.len()),
+            (1, 0, 1)
+        );
     }
 }

@@ -18,6 +18,7 @@ pub const PRODUCTS: u32 = 50;
 /// A running nginx; the lab stops it when it drops.
 pub struct Nginx {
     dir: PathBuf,
+    pid: u32,
 }
 
 impl Nginx {
@@ -39,13 +40,14 @@ impl Nginx {
         let log = dir.join("nginx.out");
         let conf_arg = conf.display().to_string();
         let prefix = format!("{}/", dir.display());
-        lab.spawn_logged(
-            edge,
-            "nginx",
-            &["-p", &prefix, "-c", &conf_arg, "-e", "stderr"],
-            &log,
-        )
-        .context("starting nginx (installed by `cargo xtask setup`)")?;
+        let pid = lab
+            .spawn_logged(
+                edge,
+                "nginx",
+                &["-p", &prefix, "-c", &conf_arg, "-e", "stderr"],
+                &log,
+            )
+            .context("starting nginx (installed by `cargo xtask setup`)")?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let up = edge.enter(move || {
@@ -64,7 +66,20 @@ impl Nginx {
         }
         Ok(Nginx {
             dir: dir.to_owned(),
+            pid,
         })
+    }
+
+    /// The directory nginx serves (`/` is `www/` under the lab's `dir`).
+    pub fn www(&self) -> PathBuf {
+        self.dir.join("www")
+    }
+
+    /// Stops nginx (a server gone down); [`Nginx::start`] on the same `dir`
+    /// brings it back.
+    pub fn stop(&self, lab: &mut Lab) -> Result<()> {
+        lab.stop(self.pid, nix::sys::signal::Signal::SIGTERM)?;
+        Ok(())
     }
 
     /// Requests answered so far, per client address and status code.

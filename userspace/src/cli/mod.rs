@@ -7,6 +7,7 @@ mod detach;
 mod lists;
 mod render;
 mod run;
+mod sets;
 mod show;
 mod stdout;
 mod top_watch;
@@ -63,6 +64,9 @@ pub enum Command {
     /// Sources and prefixes banned for exceeding a limit.
     #[command(subcommand)]
     Bans(lists::BansCmd),
+    /// IP sets kept current from files and URLs ([[set]] in the config).
+    #[command(subcommand)]
+    Sets(sets::SetsCmd),
     /// Switch between enforcing and only counting what would be dropped.
     Mode {
         #[arg(value_enum)]
@@ -198,6 +202,7 @@ fn client_command(cli: &Cli) -> Result<(), Failure> {
             Command::Allow(c) => lists::allow(cli, c).await,
             Command::Block(c) => lists::block(cli, c).await,
             Command::Bans(c) => lists::bans(cli, c).await,
+            Command::Sets(c) => sets::sets(cli, c).await,
             Command::Mode { mode } => print_done(call(cli, Request::Mode { mode: *mode }).await?),
             Command::Reload => print_done(call(cli, Request::Reload).await?),
             Command::Run(_)

@@ -6,6 +6,7 @@ mod crowdsec;
 mod fields;
 mod fit;
 mod raw;
+mod sets;
 pub mod units;
 mod validate;
 
@@ -19,6 +20,7 @@ use ipnet::IpNet;
 
 pub use crowdsec::{CrowdsecConfig, KeySource, WatcherConfig};
 use raw::RawConfig;
+pub use sets::{SetSource, SetSpec};
 pub use units::RateSpec;
 use validate::Validator;
 
@@ -94,6 +96,8 @@ pub struct Capacity {
 pub struct Rule {
     pub name: String,
     pub matches: Vec<IpNet>,
+    /// Sets (`"@name"` in `match`) whose entries the rule matches too.
+    pub match_sets: Vec<String>,
     /// The rule's own mode; global monitor mode still applies to every rule.
     pub monitor: bool,
     pub limits: SourceLimits,
@@ -118,6 +122,11 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// `[crowdsec]`: the bouncer of a CrowdSec Local API (None: off).
     pub crowdsec: Option<CrowdsecConfig>,
+    /// `[[set]]`s, in file order.
+    pub sets: Vec<SetSpec>,
+    /// Sets named in `allow` and `block` (`"@name"`).
+    pub allow_sets: Vec<String>,
+    pub block_sets: Vec<String>,
 }
 
 /// One problem in a config file.

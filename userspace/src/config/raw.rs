@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub events: RawEvents,
     pub rule: Vec<RawRule>,
     pub crowdsec: Option<Spanned<RawCrowdsec>>,
+    pub set: Vec<RawSet>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,4 +120,14 @@ pub struct RawCrowdsec {
     pub machine_id: S<String>,
     pub password: S<String>,
     pub password_file: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSet {
+    pub name: S<String>,
+    pub source: S<String>,
+    pub format: S<String>,
+    pub refresh: S<String>,
+    pub services: Option<Vec<Spanned<String>>>,
 }

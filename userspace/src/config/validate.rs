@@ -55,16 +55,19 @@ impl Validator<'_> {
                 }
             },
         };
-        let allow = raw
-            .allow
-            .iter()
-            .filter_map(|c| self.cidr("allow", c))
-            .collect();
-        let block = raw
-            .block
-            .iter()
-            .filter_map(|c| self.cidr("block", c))
-            .collect();
+        let sets = self.sets(&raw.set);
+        let (allow, allow_sets) = super::sets::split(
+            raw.allow
+                .iter()
+                .filter_map(|c| self.entry("allow", c, &sets))
+                .collect(),
+        );
+        let (block, block_sets) = super::sets::split(
+            raw.block
+                .iter()
+                .filter_map(|c| self.entry("block", c, &sets))
+                .collect(),
+        );
 
         let c = &raw.capacity;
         let sources = self.capacity("sources", &c.sources, 1_000_000);
@@ -161,7 +164,7 @@ impl Validator<'_> {
         );
         let event_rate = self.rate("events.rate", &raw.events.rate, rate(100, SECOND), false);
 
-        let rules = self.rules(&raw.rule, &limits, &prefix, escalation.max);
+        let rules = self.rules(&raw.rule, &limits, &prefix, escalation.max, &sets);
         let crowdsec = raw.crowdsec.as_ref().and_then(|c| self.crowdsec(c));
         self.fits_the_maps(raw, &capacity, &ports, &rules);
         if let Some(b) = &p.ban
@@ -188,6 +191,9 @@ impl Validator<'_> {
             event_rate,
             rules,
             crowdsec,
+            sets,
+            allow_sets,
+            block_sets,
         }
     }
 
@@ -237,6 +243,7 @@ impl Validator<'_> {
         limits: &SourceLimits,
         prefix: &PrefixLimits,
         max_ban: Duration,
+        sets: &[super::SetSpec],
     ) -> Vec<Rule> {
         let mut names = HashSet::new();
         let mut seen: BTreeMap<IpNet, String> = BTreeMap::new();
@@ -271,14 +278,21 @@ impl Validator<'_> {
                 );
             }
             let mut matches = Vec::new();
+            let mut match_sets = Vec::new();
             match &r.matches {
                 Some(m) if !m.get_ref().is_empty() => {
                     for c in m.get_ref() {
-                        if let Some(net) = self.cidr(&format!("{at}match"), c) {
-                            if let Some(other) = seen.insert(net, name.clone()) {
-                                self.issue(c.span(), format!("{at}match: {net} is already matched by rule {other:?} — a CIDR may belong to one rule only"));
+                        match self.entry(&format!("{at}match"), c, sets) {
+                            Some(super::sets::Entry::Net(net)) => {
+                                if let Some(other) = seen.insert(net, name.clone()) {
+                                    self.issue(c.span(), format!("{at}match: {net} is already matched by rule {other:?} — a CIDR may belong to one rule only"));
+                                }
+                                matches.push(net);
                             }
-                            matches.push(net);
+                            Some(super::sets::Entry::Set(s)) if !match_sets.contains(&s) => {
+                                match_sets.push(s);
+                            }
+                            Some(super::sets::Entry::Set(_)) | None => {}
                         }
                     }
                 }
@@ -326,6 +340,7 @@ impl Validator<'_> {
             out.push(Rule {
                 name,
                 matches,
+                match_sets,
                 monitor,
                 limits,
                 prefix,

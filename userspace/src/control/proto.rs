@@ -117,6 +117,55 @@ pub enum Request {
     Crowdsec {
         update: CrowdsecUpdate,
     },
+    /// From the daemon's own set refresher, never from the socket.
+    Set {
+        update: SetUpdate,
+    },
+    /// The `[[set]]`s: source, entries, last refresh, errors.
+    SetsList,
+    /// The entries of one set.
+    SetsShow {
+        name: String,
+    },
+    /// Fetches one set (or all) now.
+    SetsRefresh {
+        name: Option<String>,
+    },
+}
+
+/// What the set refresher tells the engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SetUpdate {
+    /// A new, whole and valid copy: apply it, then keep it.
+    Loaded {
+        name: String,
+        cached: crate::sets::cache::Cached,
+    },
+    /// The server said the copy held is current.
+    Unchanged { name: String, fetched_unix: u64 },
+    /// Fetching or parsing failed: the copy held stays.
+    Failed { name: String, error: String },
+}
+
+/// A set as `sets list` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SetRow {
+    pub name: String,
+    pub source: String,
+    /// As configured (None: told from the content).
+    pub format: Option<String>,
+    pub refresh_secs: u64,
+    /// Entries of the copy enforced (0 before the first good fetch).
+    pub entries: u64,
+    /// Unix time of the last successful fetch (a change or a 304).
+    pub last_refresh_unix: Option<u64>,
+    /// Why the last fetch failed, when it did.
+    pub last_error: Option<String>,
+    /// Failed fetches since the daemon started.
+    pub errors: u64,
+    /// Where it is used: `allow`, `block`, `rule NAME`.
+    pub used_in: Vec<String>,
 }
 
 /// What the bouncer tells the engine after each pull.
@@ -150,12 +199,14 @@ impl Request {
                 | Request::AllowList
                 | Request::BlockList
                 | Request::BansList
+                | Request::SetsList
+                | Request::SetsShow { .. }
         )
     }
 
     /// Sent by the daemon's own tasks only: the socket refuses it.
     pub const fn internal(&self) -> bool {
-        matches!(self, Request::Crowdsec { .. })
+        matches!(self, Request::Crowdsec { .. } | Request::Set { .. })
     }
 
     /// The CLI command that sends it, for messages.
@@ -177,6 +228,10 @@ impl Request {
             Request::Reload => "reload",
             Request::Detach { .. } => "detach",
             Request::Crowdsec { .. } => "crowdsec (internal)",
+            Request::Set { .. } => "set (internal)",
+            Request::SetsList => "sets list",
+            Request::SetsShow { .. } => "sets show",
+            Request::SetsRefresh { .. } => "sets refresh",
         }
     }
 }
@@ -187,7 +242,7 @@ pub enum Reply {
     Done {
         message: String,
     },
-    Status(Status),
+    Status(Box<Status>),
     Stats(Stats),
     Top {
         rows: Vec<TopRow>,
@@ -200,6 +255,15 @@ pub enum Reply {
         bans: Vec<BanRow>,
         /// Active bans in all (absent from older daemons' replies).
         #[serde(default)]
+        total: u64,
+    },
+    Sets {
+        sets: Vec<SetRow>,
+    },
+    SetEntries {
+        name: String,
+        /// At most [`MAX_TOP_ROWS`].
+        nets: Vec<IpNet>,
         total: u64,
     },
 }
@@ -235,6 +299,9 @@ pub struct Status {
     /// The CrowdSec bouncer, when `[crowdsec]` is configured.
     #[serde(default)]
     pub crowdsec: Option<Box<CrowdsecStatus>>,
+    /// The `[[set]]`s (absent from older daemons' replies).
+    #[serde(default)]
+    pub sets: Vec<SetRow>,
 }
 
 /// The bouncer's state, for `status` and the metrics.

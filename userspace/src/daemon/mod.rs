@@ -130,6 +130,17 @@ pub enum DaemonError {
     NotAWalk(&'static str),
     #[error("aya-log: {0}")]
     Log(#[from] aya_log::Error),
+    #[error("no set named {0:?}; see `floodgate sets list`")]
+    NoSuchSet(String),
+    #[error(
+        "set {set:?} would make the {list} list {entries} entries, more than [capacity] lists ({capacity}) holds; the last good copy stays — raise [capacity] lists or filter the set"
+    )]
+    SetTooBig {
+        set: String,
+        list: &'static str,
+        entries: usize,
+        capacity: usize,
+    },
 }
 
 impl DaemonError {
@@ -237,6 +248,14 @@ async fn serve(opts: &Options) -> Result<(), DaemonError> {
         opts.state_dir.clone(),
         calls_tx.clone(),
     ));
+    let refresher = engine.set_refresher_inputs().map(|(specs, now)| {
+        tokio::spawn(crate::sets::refresher::run(
+            specs,
+            now,
+            opts.state_dir.clone(),
+            calls_tx.clone(),
+        ))
+    });
     let server = tokio::spawn(server::serve(listener, calls_tx, Arc::new(access)));
     let sig = |kind| {
         signal(kind).map_err(|source| DaemonError::Io {
@@ -356,6 +375,9 @@ async fn serve(opts: &Options) -> Result<(), DaemonError> {
     server.abort();
     bouncer.abort();
     watcher.abort();
+    if let Some(r) = refresher {
+        r.abort();
+    }
     if let Some(m) = metrics {
         m.abort();
     }

@@ -123,7 +123,7 @@ async fn refresh(cli: &Cli, app: &mut App) {
     let view = app.view;
     let result = async {
         let status = match ask(cli, Request::Status).await? {
-            Reply::Status(s) => s,
+            Reply::Status(s) => *s,
             other => return Err(unexpected(&other).message),
         };
         let stats = match ask(cli, Request::Stats).await? {

@@ -368,6 +368,7 @@ mod tests {
             kernel_memory: None,
             active_bans: None,
             crowdsec: None,
+            sets: Vec::new(),
         }
     }
 

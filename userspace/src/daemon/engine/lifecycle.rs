@@ -22,7 +22,7 @@ use crate::{
         runtime::Runtime,
     },
     loader::Floodgate,
-    policy::{Compiled, compile},
+    policy::{Compiled, compile_with_sets},
     tables::IfaceSlot,
 };
 
@@ -31,7 +31,9 @@ impl Engine {
     /// policy, then attaches: the program never runs with an empty policy.
     pub fn start(opts: &Options) -> Result<Engine, DaemonError> {
         let config = load_config(opts.config.as_deref())?;
-        let compiled = compile(&config);
+        // The sets' saved copies are enforced from the first apply on.
+        let sets = super::load_sets(&opts.state_dir, &config);
+        let compiled = compile_with_sets(&config, &super::nets_of(&sets));
         let (runtime, invalid) = Runtime::load(&opts.state_dir)?;
         if let Some(e) = invalid {
             error!("{e}");
@@ -48,7 +50,8 @@ impl Engine {
         budget::check_at_start(&capacity, max_memory, &opts.pin_dir, opts.config.as_deref())?;
         let first_start = !crate::loader::map_pin_dir(&opts.pin_dir).exists();
         let started = Floodgate::load(capacity, Some(&opts.pin_dir)).map_err(DaemonError::from);
-        let started = started.and_then(|fg| Self::start_with(fg, opts, config, compiled, runtime));
+        let started =
+            started.and_then(|fg| Self::start_with(fg, opts, config, compiled, runtime, sets));
         if started.is_err() && first_start {
             // A first start that failed leaves no pins behind (and so none of
             // the kernel memory the maps hold).
@@ -67,6 +70,7 @@ impl Engine {
         config: Config,
         compiled: Compiled,
         runtime: Runtime,
+        sets: std::collections::BTreeMap<String, super::SetState>,
     ) -> Result<Engine, DaemonError> {
         let adopted = fg.adopted();
         let migration = fg.take_migration();
@@ -101,6 +105,8 @@ impl Engine {
             ..CrowdsecStatus::default()
         });
         let (crowdsec_config, _) = tokio::sync::watch::channel(config.crowdsec.clone());
+        let (set_specs, _) = tokio::sync::watch::channel(config.sets.clone());
+        let (set_refresh, set_refresh_rx) = tokio::sync::mpsc::channel(8);
         let mut engine = Engine {
             fg,
             pin_dir: opts.pin_dir.clone(),
@@ -122,6 +128,10 @@ impl Engine {
             crowdsec_config,
             own: std::collections::BTreeMap::new(),
             alerts_handoff_dropped: 0,
+            sets,
+            set_specs,
+            set_refresh,
+            set_refresh_rx: Some(set_refresh_rx),
         };
         engine.apply()?;
         for iface in &opts.ifaces {

@@ -7,6 +7,9 @@ mod lifecycle;
 mod plan;
 pub mod queries;
 mod remote;
+mod sets;
+
+pub use sets::{SetState, load_sets, nets_of};
 
 pub use lifecycle::remove_pins;
 
@@ -34,6 +37,13 @@ use crate::{
 };
 
 const SECOND: u64 = 1_000_000_000;
+
+/// What the set refresher follows: the live `[[set]]`s, and requests for a
+/// refresh now (of one set, or of all: None).
+pub type RefresherInputs = (
+    tokio::sync::watch::Receiver<Vec<crate::config::SetSpec>>,
+    tokio::sync::mpsc::Receiver<Option<String>>,
+);
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
@@ -82,6 +92,13 @@ pub struct Engine {
     own: std::collections::BTreeMap<ipnet::IpNet, u64>,
     /// Alerts the watcher's channel had no room for.
     alerts_handoff_dropped: u64,
+    /// The `[[set]]`s' enforced copies.
+    sets: std::collections::BTreeMap<String, SetState>,
+    /// The live `[[set]]`s, watched by the refresher task.
+    set_specs: tokio::sync::watch::Sender<Vec<crate::config::SetSpec>>,
+    /// Asks the refresher for a refresh now (one set, or all).
+    set_refresh: tokio::sync::mpsc::Sender<Option<String>>,
+    set_refresh_rx: Option<tokio::sync::mpsc::Receiver<Option<String>>>,
 }
 
 impl Engine {
@@ -89,6 +106,12 @@ impl Engine {
     /// follows it (a reload that changes it restarts the bouncer).
     pub fn crowdsec_config(&self) -> tokio::sync::watch::Receiver<Option<CrowdsecConfig>> {
         self.crowdsec_config.subscribe()
+    }
+
+    /// The refresher's inputs: the live `[[set]]`s and the refresh requests
+    /// (taken once, by the task that runs it).
+    pub fn set_refresher_inputs(&mut self) -> Option<RefresherInputs> {
+        Some((self.set_specs.subscribe(), self.set_refresh_rx.take()?))
     }
 
     /// True when a log line of `kind` may be written now (see `LogLimiter`).
@@ -206,8 +229,11 @@ impl Engine {
                     .allow(&self.compiled.allow)
                     .into_iter()
                     .map(|(cidr, origin)| ListEntry {
+                        origin: match self.compiled.from_set.get(&cidr) {
+                            Some(set) if origin == "config" => format!("set:{set}"),
+                            _ => origin.to_owned(),
+                        },
                         cidr,
-                        origin: origin.to_owned(),
                         expires_in_secs: None,
                         scenario: None,
                     })
@@ -284,6 +310,15 @@ impl Engine {
             Request::Reload => Self::done(self.reload()?),
             Request::Detach { iface } => self.detach(iface),
             Request::Crowdsec { update } => Self::done(self.crowdsec_update(update)?),
+            Request::Set { update } => Self::done(self.set_update(update)?),
+            Request::SetsList => Ok((
+                Reply::Sets {
+                    sets: self.set_rows(),
+                },
+                After::Continue,
+            )),
+            Request::SetsShow { name } => Ok((self.set_entries(&name)?, After::Continue)),
+            Request::SetsRefresh { name } => Self::done(self.refresh_sets(name)?),
         }
     }
 }

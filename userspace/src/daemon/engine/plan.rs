@@ -17,7 +17,7 @@ use crate::{
         loglimit::Kind,
         runtime::{Runtime, unix_now},
     },
-    policy::compile,
+    policy::compile_with_sets,
 };
 
 impl Engine {
@@ -162,7 +162,9 @@ impl Engine {
     /// An invalid config changes nothing.
     pub fn reload(&mut self) -> Result<String, DaemonError> {
         let config = load_config(self.config_path.as_deref())?;
-        let compiled = compile(&config);
+        let old_sets = self.sets.clone();
+        self.sync_set_states(&config);
+        let compiled = compile_with_sets(&config, &super::nets_of(&self.sets));
         let c = compiled.capacity;
         if c != self.compiled.capacity {
             warn!(
@@ -176,6 +178,7 @@ impl Engine {
             // The live half still holds it; re-point what moved.
             self.compiled = old;
             self.config = old_config;
+            self.sets = old_sets;
             if let Err(again) = self.apply_to(self.live_policies) {
                 error!(error = %again, "restoring the previous policy after a failed reload");
             }
@@ -206,6 +209,9 @@ impl Engine {
         }
         if old_config.crowdsec != self.config.crowdsec {
             self.crowdsec_reconfigured();
+        }
+        if old_config.sets != self.config.sets {
+            self.set_specs.send_replace(self.config.sets.clone());
         }
         Ok(message)
     }

@@ -45,7 +45,7 @@ impl Engine {
                     }
                     status.active_bans =
                         Some(reader.active_ban_count().map_err(walk_err("the bans"))?);
-                    Ok(Reply::Status(status))
+                    Ok(Reply::Status(Box::new(status)))
                 }))
             }
             Request::Top { n, by, prefixes } => {
@@ -135,6 +135,7 @@ impl Engine {
             kernel_memory: Some(KernelMemory::from(&memory)),
             active_bans: None,
             crowdsec: self.crowdsec.clone().map(Box::new),
+            sets: self.set_rows(),
         })
     }
 }

@@ -353,7 +353,13 @@ impl Engine {
             .runtime
             .block(&self.compiled.block)
             .into_iter()
-            .map(|(n, origin, until)| (n, (origin.to_owned(), None, until)))
+            .map(|(n, origin, until)| {
+                let origin = match self.compiled.from_set.get(&n) {
+                    Some(set) if origin == "config" => format!("set:{set}"),
+                    _ => origin.to_owned(),
+                };
+                (n, (origin, None, until))
+            })
             .collect();
         let effective = self.remote.effective();
         for (net, until) in self.remote.blocks() {
@@ -372,6 +378,11 @@ impl Engine {
             }
         }
         out.into_iter().map(|(n, (o, s, u))| (n, o, s, u)).collect()
+    }
+
+    /// Block entries of remote decisions.
+    pub(super) fn remote_block_count(&self) -> usize {
+        self.remote.blocks().len()
     }
 
     /// Who decided each remotely banned address, for `bans list`.

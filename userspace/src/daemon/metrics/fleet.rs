@@ -1,5 +1,5 @@
-//! The fleet clients' metrics: the CrowdSec bouncer's state, when
-//! `[crowdsec]` is configured.
+//! The metrics of what the daemon keeps current on its own: the CrowdSec
+//! bouncer and watcher (with `[crowdsec]`) and the `[[set]]`s.
 
 use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -7,7 +7,7 @@ use prometheus_client::{
 };
 
 use super::render::{Labels, labels};
-use crate::control::proto::CrowdsecStatus;
+use crate::control::proto::{CrowdsecStatus, SetRow};
 
 fn gauge(v: u64) -> Gauge {
     let g = Gauge::default();
@@ -91,5 +91,41 @@ pub fn register(registry: &mut Registry, c: &CrowdsecStatus) {
         "decisions_skipped",
         "Decisions not applied: a type, scope or origin left out, or a value that did not parse",
         skipped,
+    );
+}
+
+/// Registers each set's entries, last refresh and errors under `floodgate_set_*`.
+pub fn register_sets(registry: &mut Registry, sets: &[SetRow]) {
+    if sets.is_empty() {
+        return;
+    }
+    let r = registry.sub_registry_with_prefix("set");
+    let entries = Family::<Labels, Gauge>::default();
+    let refreshed = Family::<Labels, Gauge>::default();
+    let errors = Family::<Labels, Counter>::default();
+    for s in sets {
+        let l = labels(&[("set", &s.name)]);
+        entries
+            .get_or_create(&l)
+            .set(i64::try_from(s.entries).unwrap_or(i64::MAX));
+        refreshed
+            .get_or_create(&l)
+            .set(i64::try_from(s.last_refresh_unix.unwrap_or(0)).unwrap_or(i64::MAX));
+        errors.get_or_create(&l).inc_by(s.errors);
+    }
+    r.register(
+        "entries",
+        "Entries of the copy of each set enforced",
+        entries,
+    );
+    r.register(
+        "last_refresh_timestamp_seconds",
+        "Unix time of each set's last successful fetch (0: none yet)",
+        refreshed,
+    );
+    r.register(
+        "refresh_errors",
+        "Failed fetches or parses of each set since the start",
+        errors,
     );
 }

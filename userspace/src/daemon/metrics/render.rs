@@ -136,6 +136,7 @@ pub fn render(status: &Status, stats: &Stats, active_bans: u64) -> Result<String
     if let Some(c) = &status.crowdsec {
         super::fleet::register(&mut registry, c);
     }
+    super::fleet::register_sets(&mut registry, &status.sets);
 
     let mut out = String::new();
     encode(&mut out, &registry)?;
@@ -197,6 +198,7 @@ pub(super) mod tests {
             kernel_memory: None,
             active_bans: Some(2),
             crowdsec: None,
+            sets: Vec::new(),
         };
         let names = [(1, "eth1".to_owned())];
         let stats = Stats::from_counters(&counters, false).with_interfaces(&counters, &names);
@@ -330,6 +332,7 @@ pub(super) mod tests {
             kernel_memory: None,
             active_bans: None,
             crowdsec: None,
+            sets: Vec::new(),
         };
         let out = render(&status, &stats, 0).expect("renders");
         for line in [

@@ -25,7 +25,7 @@ fn engine(broken: bool) -> mpsc::Sender<Call> {
         while let Some((ask, reply)) = rx.recv().await {
             let answer = match (broken, ask) {
                 (true, _) => Answer::Error("no".to_owned()),
-                (false, Ask::Status) => Answer::Ok(Reply::Status(status.clone())),
+                (false, Ask::Status) => Answer::Ok(Reply::Status(Box::new(status.clone()))),
                 (false, Ask::Stats) => Answer::Ok(Reply::Stats(stats.clone())),
                 (false, _) => Answer::Error("unexpected".to_owned()),
             };

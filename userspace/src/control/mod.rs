@@ -2,5 +2,6 @@
 
 pub mod access;
 pub mod client;
+pub mod fleet;
 pub mod proto;
 pub mod server;

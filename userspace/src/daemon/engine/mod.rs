@@ -3,6 +3,7 @@
 //! adopts and detaches; `bans` and `queries` hold what those verbs do.
 
 mod bans;
+mod crowdsec;
 mod lifecycle;
 mod plan;
 pub mod queries;

@@ -38,6 +38,9 @@ pub enum Tier {
     Block,
 }
 
+/// How far apart two pulls may put one decision's end (see [`Remote::after`]).
+pub const UNTIL_SLACK_SECS: u64 = 2;
+
 /// Each network held, with its decision.
 pub type Effective<'a> = BTreeMap<IpNet, &'a Held>;
 
@@ -97,7 +100,21 @@ impl Remote {
             next.decisions.remove(net);
         }
         for (net, h) in &batch.new {
-            next.decisions.insert(*net, h.clone());
+            // A decision's end is now + its remaining time, rounded up to a
+            // second: two pulls of one decision may differ by a second.
+            // Keeping the end held then saves rewriting every entry of a
+            // full pull; a real change (a longer ban, another decision) is
+            // more than that.
+            let same = |old: &Held| {
+                old.until.abs_diff(h.until) <= UNTIL_SLACK_SECS
+                    && old.origin == h.origin
+                    && old.scenario == h.scenario
+            };
+            if let Some(old) = self.decisions.get(net).filter(|o| same(o)) {
+                next.decisions.insert(*net, old.clone());
+            } else {
+                next.decisions.insert(*net, h.clone());
+            }
         }
         next.decisions.retain(|_, h| h.until > now);
         next
@@ -202,6 +219,16 @@ mod tests {
         );
         assert_eq!(d.effective()[&net("198.18.0.1/32")].until, 900);
         assert_eq!(b.changes(&d).len(), 1);
+    }
+
+    #[test]
+    fn a_second_of_rounding_is_no_change_and_a_longer_ban_is() {
+        let a = Remote::default().after(&batch(true, &[held("198.18.0.1/32", 1000)], &[]), 10);
+        let b = a.after(&batch(true, &[held("198.18.0.1/32", 1001)], &[]), 10);
+        assert!(a.changes(&b).is_empty(), "a full pull one second later");
+        assert_eq!(b.effective()[&net("198.18.0.1/32")].until, 1000);
+        let c = a.after(&batch(true, &[held("198.18.0.1/32", 1900)], &[]), 10);
+        assert_eq!(a.changes(&c).len(), 1, "extended");
     }
 
     #[test]

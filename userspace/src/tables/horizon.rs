@@ -38,10 +38,15 @@ impl Floodgate {
         let prefix = mask(&key.addr, mapped_prefix_len(v6, s.prefix_v4, s.prefix_v6));
         if !v6 {
             let seed = self.table_seed();
-            let (t, sets, _) = fds(self, maps::PREFIXES)?;
-            let view = SetView::map(t, sets, true).map_err(io_err(maps::PREFIXES, "mmap"))?;
-            view.raise_horizon(v4_key(&prefix), seed, until_ns)
-                .map_err(io_err(maps::PREFIXES, "mmap"))?;
+            if self.prefix_view.is_none() {
+                let (t, sets, _) = fds(self, maps::PREFIXES)?;
+                let view = SetView::map(t, sets, true).map_err(io_err(maps::PREFIXES, "mmap"))?;
+                self.prefix_view = Some(view);
+            }
+            if let Some(view) = &self.prefix_view {
+                view.raise_horizon(v4_key(&prefix), seed, until_ns)
+                    .map_err(io_err(maps::PREFIXES, "mmap"))?;
+            }
             return Ok(());
         }
         let mut m: HashMap<&mut MapData, AddrKey, Track6> = self.typed_map(maps::PREFIXES6)?;

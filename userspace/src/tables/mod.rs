@@ -1,7 +1,7 @@
 //! Typed reads and writes of the program's maps.
 
 mod horizon;
-mod set_view;
+pub(crate) mod set_view;
 mod tracked;
 mod tries;
 

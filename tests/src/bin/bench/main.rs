@@ -8,6 +8,9 @@
 
 mod before;
 mod control;
+mod crowdsec;
+mod cs_flood;
+mod cs_load;
 mod filters;
 mod fresh;
 mod instances;
@@ -64,6 +67,14 @@ fn main() -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&walks::run(quick)?)?);
         return Ok(());
     }
+    // `--crowdsec`: only the CrowdSec bouncer at scale, printed as JSON.
+    if std::env::args().any(|a| a == "--crowdsec") {
+        floodgate_tests::lab::require_root()?;
+        let c = crowdsec::run()?;
+        println!("{}", serde_json::to_string_pretty(&c)?);
+        report::print_crowdsec(&c);
+        return Ok(());
+    }
     let plan = plan(quick);
     // `--before`: only issue #11's comparison with the program before it.
     if std::env::args().any(|a| a == "--before") {
@@ -89,6 +100,8 @@ fn main() -> Result<()> {
     let control = control::run(plan.secs)?;
     eprintln!("bench: top, status and scrapes over a million tracked sources");
     let walks = walks::run(quick)?;
+    eprintln!("bench: the CrowdSec bouncer: 100 000 decisions under a flood, and a restart");
+    let crowdsec = crowdsec::run()?;
     let report = json!({
         "date": report::date(),
         "quick": quick,
@@ -111,6 +124,7 @@ fn main() -> Result<()> {
         "defaults": live.defaults,
         "daemon": control,
         "walks": walks,
+        "crowdsec": crowdsec,
         "seconds": started.elapsed().as_secs_f64(),
     });
     report::print(&report);

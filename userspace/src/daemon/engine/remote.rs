@@ -47,10 +47,14 @@ impl Engine {
     /// Drops remote decisions that ended (their kernel entries expired on
     /// their own; this clears them from the maps and the bookkeeping).
     pub(super) fn expire_remote(&mut self) {
+        let now = unix_now();
+        // Every tick: a scan, and a copy only when something ended.
+        if !self.remote.decisions.values().any(|h| h.until <= now) {
+            return;
+        }
         let mut next = self.remote.clone();
-        if next.expire(unix_now())
-            && let Err(e) = self.apply_remote(next)
-        {
+        next.expire(now);
+        if let Err(e) = self.apply_remote(next) {
             warn!(error = %e, "removing ended CrowdSec decisions");
         }
     }

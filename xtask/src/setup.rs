@@ -43,6 +43,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "arm64 static builds: the linker for aarch64-unknown-linux-musl",
     ),
     (
+        "libc6-dev-arm64-cross",
+        "arm64 static builds: C headers for ring's few C files (rustls' crypto)",
+    ),
+    (
         "file",
         "static builds: checking the artifact is static and for its arch",
     ),

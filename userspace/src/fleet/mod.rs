@@ -5,3 +5,4 @@
 
 pub mod backoff;
 pub mod crowdsec;
+pub mod tls;

@@ -49,6 +49,7 @@ pub enum Fetched {
 }
 
 pub fn client() -> Result<reqwest::Client, FetchError> {
+    crate::fleet::tls::init();
     reqwest::Client::builder()
         .timeout(TIMEOUT)
         .user_agent(concat!("floodgate/", env!("CARGO_PKG_VERSION")))
@@ -134,5 +135,16 @@ pub async fn fetch(
                 last_modified,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// reqwest is built without a crypto provider of its own: the client
+    /// builds only with ours installed (an https source needs it).
+    #[test]
+    fn the_https_client_builds_with_ring() {
+        assert!(super::client().is_ok());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
     }
 }

@@ -91,6 +91,7 @@ impl Lapi {
         let stream = base
             .join("v1/decisions/stream")
             .map_err(|e| url_err(e.to_string()))?;
+        crate::fleet::tls::init();
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(PULL_TIMEOUT)

@@ -86,6 +86,7 @@ impl Client {
     fn new(cfg: &CrowdsecConfig, watcher: &WatcherConfig) -> Result<Client, WatcherError> {
         let url_err = |_| WatcherError::Url(cfg.lapi_url.clone());
         let base = Url::parse(&cfg.lapi_url).map_err(url_err)?;
+        crate::fleet::tls::init();
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .user_agent(concat!("floodgate-watcher/", env!("CARGO_PKG_VERSION")))

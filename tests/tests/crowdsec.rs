@@ -155,3 +155,31 @@ fn a_refused_key_is_an_error_in_status_and_filtering_goes_on() -> Result<()> {
     assert!(l.d.daemon_log().contains("refused the bouncer key"));
     Ok(())
 }
+
+/// A remote decision is no offence of floodgate's: after one on a source,
+/// the source's first own ban is the base ban, not an escalated one.
+#[test]
+fn a_remote_ban_never_escalates_floodgate_s_own() -> Result<()> {
+    let policy = floodgate_tests::daemon::with_ban("10m");
+    let mut l = CsLab::new("csesc", BIN, &policy, None, false)?;
+    l.lapi.add_decision(CLEAN_V4, "4h", "remote")?;
+    l.d.start()?;
+    l.wait_held(1)?;
+    assert_eq!(l.through(CLEAN_V4, 30)?, 0, "banned by the decision");
+    l.lapi.delete_decisions(CLEAN_V4)?;
+    l.wait_held(0)?;
+    assert_eq!(l.through(CLEAN_V4, 30)?, 30, "lifted");
+    // Over its limit (200/s, burst 50): floodgate's own first ban.
+    l.through(CLEAN_V4, 500)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let bans = l.d.json(&["bans", "list"])?;
+    let b = listed(&bans, "target", "198.18.1.2/32").with_context(|| format!("{bans}"))?;
+    assert_eq!(b["offenses"], 1, "{b}");
+    assert_eq!(
+        b["duration_secs"].as_f64(),
+        Some(600.0),
+        "the base ban, not 4 h × 2: {b}"
+    );
+    assert!(b.get("origin").is_none(), "{b}");
+    Ok(())
+}

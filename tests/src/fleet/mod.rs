@@ -83,24 +83,10 @@ impl CsLab {
             .link(&d.edge, &["198.18.9.1/24"], &lapi_ns, &["198.18.9.2/24"])?;
         let link = d.links[0].clone();
         d.crawler.add_addr(&link.b_if, &format!("{RANGED_V4}/24"))?;
-        d.edge.add_addr(&link.a_if, "fd00:f100:1::1/64")?;
         for a in [CLEAN_V6, BANNED_V6, RANGED_V6] {
             d.crawler.add_addr(&link.b_if, &format!("{a}/64"))?;
         }
-        // The crawler knows the edge's MAC: neighbour discovery from a
-        // banned source would be dropped like the rest of its packets.
-        d.crawler.ip(&[
-            "-6",
-            "neigh",
-            "replace",
-            "fd00:f100:1::1",
-            "lladdr",
-            &link.a_mac,
-            "nud",
-            "permanent",
-            "dev",
-            &link.b_if,
-        ])?;
+        let [v4, v6] = dual_stack_sinks(&d)?;
         let lapi = Lapi::start(&mut d.lab, &lapi_ns, "198.18.9.2".parse()?, 8080)?;
         let key = match key {
             Some(k) => k.to_owned(),
@@ -118,19 +104,6 @@ impl CsLab {
             None
         };
         d.write_config(&config(policy, &lapi, &key_file, password_file.as_deref()))?;
-        let v4 = UdpSink::bind(&d.edge, "198.18.1.1:9000".parse()?)?;
-        let v6 = UdpSink::bind(&d.edge, "[fd00:f100:1::1]:9000".parse()?)?;
-        // IPv6 addresses are usable once duplicate address detection is done.
-        wait_for(Duration::from_secs(5), "IPv6 addresses usable", || {
-            Ok(d.crawler
-                .run("ip", &["-6", "addr", "show", "tentative"])?
-                .trim()
-                .is_empty()
-                && d.edge
-                    .run("ip", &["-6", "addr", "show", "tentative"])?
-                    .trim()
-                    .is_empty())
-        })?;
         Ok(CsLab { d, lapi, v4, v6 })
     }
 
@@ -166,6 +139,42 @@ impl CsLab {
             },
         )
     }
+}
+
+/// The edge's UDP sinks on 198.18.1.1:9000 and [fd00:f100:1::1]:9000 (the
+/// edge gets the v6 address; the crawler's v6 addresses are added before),
+/// once IPv6 addresses are usable. The crawler knows the edge's v6 MAC:
+/// neighbour discovery from a dropped source would be dropped like the rest
+/// of its packets.
+pub fn dual_stack_sinks(d: &DaemonLab) -> Result<[UdpSink; 2]> {
+    let link = &d.links[0];
+    d.edge.add_addr(&link.a_if, "fd00:f100:1::1/64")?;
+    d.crawler.ip(&[
+        "-6",
+        "neigh",
+        "replace",
+        "fd00:f100:1::1",
+        "lladdr",
+        &link.a_mac,
+        "nud",
+        "permanent",
+        "dev",
+        &link.b_if,
+    ])?;
+    let v4 = UdpSink::bind(&d.edge, "198.18.1.1:9000".parse()?)?;
+    let v6 = UdpSink::bind(&d.edge, "[fd00:f100:1::1]:9000".parse()?)?;
+    // IPv6 addresses are usable once duplicate address detection is done.
+    wait_for(Duration::from_secs(5), "IPv6 addresses usable", || {
+        Ok(d.crawler
+            .run("ip", &["-6", "addr", "show", "tentative"])?
+            .trim()
+            .is_empty()
+            && d.edge
+                .run("ip", &["-6", "addr", "show", "tentative"])?
+                .trim()
+                .is_empty())
+    })?;
+    Ok([v4, v6])
 }
 
 pub fn wait_for(max: Duration, what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {

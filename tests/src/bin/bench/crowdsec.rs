@@ -55,7 +55,7 @@ quota = "off"
 "#;
 
 /// A log line's time (RFC 3339, UTC) as Unix seconds.
-fn unix_secs(ts: &str) -> Option<f64> {
+pub fn unix_secs(ts: &str) -> Option<f64> {
     let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
     let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
@@ -106,13 +106,13 @@ fn log_times(log: &Path, t0: f64) -> Result<(f64, f64, u64, u64)> {
     Ok(((filtering - t0) * 1e3, (at - t0) * 1e3, apply_ms, changed))
 }
 
-fn now_unix() -> f64 {
+pub fn now_unix() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn ms(d: Duration) -> f64 {
+pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 

@@ -1,9 +1,10 @@
-//! The CrowdSec bench's flood and its watch: UDP from every source of the
-//! crawler at a fixed total rate (round robin, one socket per source), and a
-//! timeline of what the edge's sinks got from covered and clean sources.
+//! The flood and its watch (the CrowdSec and the IP sets benches): UDP from
+//! every source of the crawler at a fixed total rate (round robin, one socket
+//! per source), and a timeline of what the edge's sinks got — from covered
+//! and clean sources, or from each source.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr, UdpSocket},
     sync::{
         Arc,
@@ -141,15 +142,35 @@ pub fn sample(sinks: [&UdpSink; 2], covered: &HashSet<IpAddr>) -> Sample {
     }
 }
 
-/// Samples every 5 ms until `stop`.
-pub fn watch(sinks: [&UdpSink; 2], covered: &HashSet<IpAddr>, stop: &AtomicBool) -> Vec<Sample> {
+/// Datagrams the sinks got so far from each source (by its index in
+/// `index`, the flood's order), and when.
+pub fn by_source(sinks: [&UdpSink; 2], index: &HashMap<IpAddr, usize>) -> (Instant, Vec<u64>) {
+    let at = Instant::now();
+    let mut out = vec![0; index.len()];
+    for sink in sinks {
+        for (ip, n) in sink.counts() {
+            if let Some(&i) = index.get(&ip) {
+                out[i] += n;
+            }
+        }
+    }
+    (at, out)
+}
+
+/// Takes `sample` every 5 ms until `stop`, and once more.
+pub fn every_5ms<T>(stop: &AtomicBool, mut sample: impl FnMut() -> T) -> Vec<T> {
     let mut out = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        out.push(sample(sinks, covered));
+        out.push(sample());
         std::thread::sleep(Duration::from_millis(5));
     }
-    out.push(sample(sinks, covered));
+    out.push(sample());
     out
+}
+
+/// Samples covered and clean every 5 ms until `stop`.
+pub fn watch(sinks: [&UdpSink; 2], covered: &HashSet<IpAddr>, stop: &AtomicBool) -> Vec<Sample> {
+    every_5ms(stop, || sample(sinks, covered))
 }
 
 /// When covered datagrams last arrived (the first sample that saw them).
@@ -164,15 +185,27 @@ pub fn last_covered(timeline: &[Sample]) -> Option<Instant> {
 /// The longest stretch with no clean datagram arriving, between `from` and
 /// `to` (ms): the flood's own health while the filter is judged.
 pub fn clean_gap_ms(timeline: &[Sample], from: Instant, to: Instant) -> f64 {
+    gap_ms(timeline, |s| (s.at, s.clean), from, to)
+}
+
+/// The longest stretch between `from` and `to` (ms) in which a timeline's
+/// count (`at_count`: a sample's time and count) did not grow.
+pub fn gap_ms<T>(
+    timeline: &[T],
+    at_count: impl Fn(&T) -> (Instant, u64),
+    from: Instant,
+    to: Instant,
+) -> f64 {
     let mut last = from;
     let mut gap = Duration::ZERO;
     for w in timeline.windows(2) {
-        if w[1].at < from || w[0].at > to {
+        let ((a0, c0), (a1, c1)) = (at_count(&w[0]), at_count(&w[1]));
+        if a1 < from || a0 > to {
             continue;
         }
-        if w[1].clean > w[0].clean {
-            gap = gap.max(w[1].at.saturating_duration_since(last));
-            last = w[1].at;
+        if c1 > c0 {
+            gap = gap.max(a1.saturating_duration_since(last));
+            last = a1;
         }
     }
     gap = gap.max(to.saturating_duration_since(last));

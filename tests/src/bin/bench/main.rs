@@ -22,6 +22,8 @@ mod memory;
 mod one_map;
 mod profile;
 mod report;
+mod sets;
+mod sets_load;
 mod spoofed;
 mod walks;
 
@@ -75,6 +77,14 @@ fn main() -> Result<()> {
         report::print_crowdsec(&c);
         return Ok(());
     }
+    // `--sets`: only the IP sets refreshed at scale, printed as JSON.
+    if std::env::args().any(|a| a == "--sets") {
+        floodgate_tests::lab::require_root()?;
+        let s = sets::run()?;
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        sets::print(&s);
+        return Ok(());
+    }
     let plan = plan(quick);
     // `--before`: only issue #11's comparison with the program before it.
     if std::env::args().any(|a| a == "--before") {
@@ -102,6 +112,8 @@ fn main() -> Result<()> {
     let walks = walks::run(quick)?;
     eprintln!("bench: the CrowdSec bouncer: 100 000 decisions under a flood, and a restart");
     let crowdsec = crowdsec::run()?;
+    eprintln!("bench: a 100 000-entry IP set refreshed under a flood");
+    let sets = sets::run()?;
     let report = json!({
         "date": report::date(),
         "quick": quick,
@@ -125,6 +137,7 @@ fn main() -> Result<()> {
         "daemon": control,
         "walks": walks,
         "crowdsec": crowdsec,
+        "sets": sets,
         "seconds": started.elapsed().as_secs_f64(),
     });
     report::print(&report);

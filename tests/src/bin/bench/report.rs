@@ -231,6 +231,7 @@ pub fn print(r: &Value) {
         }
     );
     print_crowdsec(&r["crowdsec"]);
+    crate::sets::print(&r["sets"]);
     println!("\nwhole run: {:.0} s", f(&r["seconds"]));
 }
 

@@ -87,6 +87,7 @@ impl Engine {
     /// Applies a new copy of `name` with the rest of the policy; on a failure
     /// the maps keep the old one.
     fn set_loaded(&mut self, name: &str, cached: Cached) -> Result<String, DaemonError> {
+        let started = std::time::Instant::now();
         let entries = cached.nets.len();
         let old = self.set_state(name)?.cached.replace(cached.clone());
         let before: usize = old.as_ref().map_or(0, |c| c.nets.len());
@@ -126,7 +127,8 @@ impl Engine {
         }
         let s = self.set_state(name)?;
         s.last_error = None;
-        info!(event = "set_refresh", set = %name, entries, before, "set refreshed");
+        let apply_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        info!(event = "set_refresh", set = %name, entries, before, apply_ms, "set refreshed");
         Ok(format!("set {name}: {entries} entries"))
     }
 

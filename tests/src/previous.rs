@@ -9,9 +9,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-/// The last commit whose program has the previous layout version, 5
+/// The last commit whose program has the previous layout version, 6
 /// (`floodgate_common::previous::PREVIOUS_LAYOUT_VERSION`).
-pub const PREVIOUS_LAYOUT_COMMIT: &str = "eec1adadfb0a64a9dab5523fd1bec50e73ffd0a9";
+pub const PREVIOUS_LAYOUT_COMMIT: &str = "db09cdbe58d43f88f0f2757a8439a9c85f52bf1a";
 
 /// One build at a time within a test binary.
 static BUILD: Mutex<()> = Mutex::new(());

@@ -10,9 +10,9 @@
 use std::mem::size_of;
 
 use floodgate_common::{
-    AddrKey, Ban, BanKey, BlockEntry, COUNTER_ENTRIES, Counter, EVENTS_BYTES, GlobalState,
-    IFACE_SLOTS, IfaceName, MAX_IFINDEX, MAX_POLICIES, MAX_PORTS, Meta, Policy, PortKey, Settings,
-    Track6, maps, set_table::Set,
+    AddrKey, AggState, Ban, BanKey, BlockEntry, COUNTER_ENTRIES, Counter, EVENTS_BYTES,
+    GlobalState, IFACE_SLOTS, IfaceName, MAX_AGGREGATES, MAX_IFINDEX, MAX_POLICIES, MAX_PORTS,
+    Meta, Policy, PortKey, Settings, Track6, maps, set_table::Set,
 };
 
 use crate::loader::Capacity;
@@ -225,6 +225,13 @@ pub fn specs(c: &Capacity) -> Vec<MapSpec> {
             COUNTER_ENTRIES,
         ),
         spec(maps::GLOBAL_STATE, Kind::Array, 4, size::<GlobalState>(), 1),
+        spec(
+            maps::AGGREGATES,
+            Kind::Array,
+            4,
+            size::<AggState>(),
+            MAX_AGGREGATES,
+        ),
         spec(maps::EVENTS, Kind::RingBuf, 0, 0, EVENTS_BYTES),
         spec(maps::IFINDEX_SLOTS, Kind::Array, 4, 4, MAX_IFINDEX),
         spec(

@@ -1,8 +1,8 @@
 //! Compiles a validated [`Config`] into what the maps hold.
 
 use floodgate_common::{
-    POLICY_MONITOR, Policy, PortKey, Quota, Rate, SETTINGS_DROP_MALFORMED, SETTINGS_MONITOR,
-    SETTINGS_PORTS_SCOPED, SETTINGS_READY, Settings,
+    AggregateLimits, POLICY_MONITOR, Policy, PortKey, Quota, Rate, SETTINGS_DROP_MALFORMED,
+    SETTINGS_MONITOR, SETTINGS_PORTS_SCOPED, SETTINGS_READY, Settings,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -84,6 +84,8 @@ fn quota(q: Option<QuotaSpec>) -> Quota {
 
 fn policy(source: &SourceLimits, prefix: &PrefixLimits, monitor: bool) -> Policy {
     Policy {
+        aggregate: AggregateLimits::default(),
+        aggregate_slot: 0,
         packets: limit(&source.packets),
         bytes: limit(&source.bytes),
         syn: limit(&source.syn),
@@ -94,7 +96,6 @@ fn policy(source: &SourceLimits, prefix: &PrefixLimits, monitor: bool) -> Policy
         ban_ns: ns(source.ban),
         prefix_ban_ns: ns(prefix.ban),
         flags: if monitor { POLICY_MONITOR } else { 0 },
-        _pad: 0,
     }
 }
 
@@ -156,8 +157,21 @@ pub fn compile_with_sets(config: &Config, sets: &SetNets) -> Compiled {
         .iter()
         .flat_map(|r| r.matches.iter().copied())
         .collect();
+    let mut aggregate_slot = 0;
     for (i, rule) in config.rules.iter().enumerate() {
-        policies.push(policy(&rule.limits, &rule.prefix, rule.monitor));
+        let mut p = policy(&rule.limits, &rule.prefix, rule.monitor);
+        if let Some(a) = &rule.aggregate {
+            // Slots in rule order among the aggregate rules: a reload that
+            // keeps them keeps each budget's state (see the engine's apply).
+            aggregate_slot += 1;
+            p.aggregate = AggregateLimits {
+                packets: limit(&a.packets),
+                syn: limit(&a.syn),
+                quota: quota(a.quota),
+            };
+            p.aggregate_slot = aggregate_slot;
+        }
+        policies.push(p);
         let slot = u32::try_from(i + 1).unwrap_or(u32::MAX);
         rules.extend(rule.matches.iter().map(|net| (*net, slot)));
         for name in &rule.match_sets {

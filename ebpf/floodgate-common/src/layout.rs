@@ -172,8 +172,41 @@ pub struct Policy {
     pub ban_ns: u64,
     /// Ban length for a prefix over a per-prefix limit (0: drop only the excess).
     pub prefix_ban_ns: u64,
+    /// The shared budget of an `aggregate = true` rule (all off otherwise).
+    pub aggregate: AggregateLimits,
     pub flags: u32,
-    pub _pad: u32,
+    /// Slot in `AGGREGATES` of the rule's shared state (1 to
+    /// [`crate::MAX_AGGREGATES`] − 1; 0: the policy has none).
+    pub aggregate_slot: u32,
+}
+
+/// The budget an `aggregate = true` rule gives everything it matches as one
+/// source: one packet bucket, one new-connection bucket and one quota.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AggregateLimits {
+    pub packets: Rate,
+    pub syn: Rate,
+    pub quota: Quota,
+}
+
+/// Value of `AGGREGATES`: one `aggregate = true` rule's shared state, updated
+/// by every CPU with atomics (the buckets and the quota as a source's are;
+/// the counters with atomic adds: every CPU writes the same entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AggState {
+    pub packets_tat: u64,
+    pub syn_tat: u64,
+    pub quota: QuotaState,
+    /// Packets the budget admitted.
+    pub passed: u64,
+    /// Packets it refused (or would have, in monitor mode).
+    pub dropped: u64,
+    /// The budget this state was counted against, written by userspace: a
+    /// reload that changes it starts the state afresh, one that keeps it
+    /// keeps the state. The program reads the policy's copy.
+    pub budget: AggregateLimits,
 }
 
 /// `Settings::flags`: global monitor mode.
@@ -418,6 +451,8 @@ mod pod {
         super::Rate,
         super::Quota,
         super::Policy,
+        super::AggregateLimits,
+        super::AggState,
         super::Settings,
         super::TrackState,
         super::Track6,
@@ -459,7 +494,9 @@ mod tests {
         assert_eq!(size_of::<PortKey>(), 4);
         assert_eq!(size_of::<Rate>(), 16);
         assert_eq!(size_of::<Quota>(), 16);
-        assert_eq!(size_of::<Policy>(), 7 * 16 + 8 + 8 + 8);
+        assert_eq!(size_of::<AggregateLimits>(), 3 * 16);
+        assert_eq!(size_of::<Policy>(), 7 * 16 + 8 + 8 + 48 + 8);
+        assert_eq!(size_of::<AggState>(), 8 + 8 + 40 + 8 + 8 + 48);
         assert_eq!(size_of::<Settings>(), 16 + 24 + 32 + 8 + 16 + 8);
         assert_eq!(size_of::<QuotaState>(), 40);
         assert_eq!(size_of::<TrackState>(), 88);

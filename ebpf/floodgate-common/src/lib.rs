@@ -40,7 +40,10 @@ pub use reason::{
 /// times; `Meta::table_seed`.
 /// 6: a prefix entry's `bytes_tat` (no byte limit applies to a prefix) holds
 /// its ban horizon ([`horizon`]).
-pub const LAYOUT_VERSION: u32 = 6;
+/// 7: `AGGREGATES` (the shared state of `aggregate = true` rules),
+/// `Policy::aggregate` and `aggregate_slot`; three reasons (`aggregate_*`),
+/// so `COUNTERS` has more entries per interface.
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Map names, shared so userspace and the program cannot disagree.
 pub mod maps {
@@ -61,9 +64,10 @@ pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     pub const IFINDEX_SLOTS: &str = "IFINDEX_SLOTS";
     pub const IFACE_NAMES: &str = "IFACE_NAMES";
+    pub const AGGREGATES: &str = "AGGREGATES";
 
     /// Every map the program defines; pinned and adopted as a set.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         META,
         SETTINGS,
         POLICIES,
@@ -81,6 +85,7 @@ pub mod maps {
         EVENTS,
         IFINDEX_SLOTS,
         IFACE_NAMES,
+        AGGREGATES,
     ];
 }
 
@@ -96,6 +101,11 @@ pub const MAX_POLICIES: u32 = 16_384;
 pub const POLICY_HALF: u32 = MAX_POLICIES / 2;
 /// Rules one configuration may have (a half less its default policy).
 pub const MAX_RULES: usize = POLICY_HALF as usize - 1;
+/// Entries of `AGGREGATES`: slot 0 unused (no aggregate), so a configuration
+/// may have `MAX_AGGREGATES - 1` rules with `aggregate = true`. Indexed by the
+/// rule's place among them, not by its `POLICIES` slot, so a reload (which
+/// writes the other half of `POLICIES`) keeps each budget's state.
+pub const MAX_AGGREGATES: u32 = 256;
 /// Capacity of each LPM trie (allow, block, rules) unless configured otherwise.
 pub const DEFAULT_LIST_CAPACITY: u32 = 262_144;
 /// Capacity of the port-scope hash.

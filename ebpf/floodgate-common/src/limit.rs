@@ -32,6 +32,22 @@ pub const fn gcra_charge(tat: u64, now: u64, inc: u64, tolerance_ns: u64) -> Opt
     }
 }
 
+/// How many packets the GCRA bucket `rate` at `tat` admits at once at `now`
+/// (the same test as [`gcra_charge`]); `u64::MAX` for an off rate.
+pub const fn packets_left(tat: u64, now: u64, rate: &crate::Rate) -> u64 {
+    if !rate.is_on() {
+        return u64::MAX;
+    }
+    let ahead = if tat <= now || tat - now > sane_ahead_ns(rate.tolerance_ns) {
+        0
+    } else {
+        tat - now
+    };
+    let inc = rate.interval_fp >> crate::FP_SHIFT;
+    let inc = if inc == 0 { 1 } else { inc };
+    rate.tolerance_ns.saturating_sub(ahead) / inc
+}
+
 /// Offences counted for escalation saturate here; the duration keeps its cap.
 pub const MAX_OFFENSES: u32 = 32;
 
@@ -184,6 +200,38 @@ mod tests {
                 self.level -= u128::from(self.interval);
             }
             ok
+        }
+    }
+
+    proptest::proptest! {
+        /// What `packets_left` reports is exactly how many charges at that
+        /// moment then conform, whatever the bucket went through.
+        #[test]
+        fn packets_left_is_what_conforms_now(
+            per_second in 1u64..100_000,
+            burst in 1u64..200,
+            start in 0u64..1 << 50,
+            gaps in proptest::collection::vec(0u64..20_000_000, 1..200),
+        ) {
+            let Some(rate) = crate::Rate::checked_new(per_second, SECOND_NS, burst) else {
+                return Ok(());
+            };
+            let inc = rate.interval_fp >> crate::FP_SHIFT;
+            let (mut tat, mut now) = (0u64, start);
+            for g in gaps {
+                now += g;
+                let left = packets_left(tat, now, &rate);
+                let mut t = tat;
+                let mut conforming = 0;
+                while let Some(next) = gcra_charge(t, now, inc, rate.tolerance_ns) {
+                    t = next;
+                    conforming += 1;
+                }
+                proptest::prop_assert_eq!(left, conforming);
+                if let Some(next) = gcra_charge(tat, now, inc, rate.tolerance_ns) {
+                    tat = next;
+                }
+            }
         }
     }
 

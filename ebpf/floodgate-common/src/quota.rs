@@ -94,6 +94,31 @@ pub fn total<W: QuotaWords>(w: &W) -> u64 {
     sum
 }
 
+/// Packets the quota `q` at `state` counts at `now`: those of the lanes a
+/// packet at `now` would still count (userspace's view; the program sums
+/// every lane after moving the newest one up).
+pub fn used_at(state: &crate::QuotaState, q: &Quota, now: u64) -> u64 {
+    if q.limit == 0 || q.slot_ns == 0 {
+        return 0;
+    }
+    let newest = state.newest_lane;
+    let oldest_live = (now / q.slot_ns)
+        .max(newest)
+        .saturating_sub(QUOTA_LANES - 1);
+    let mut sum = 0;
+    for back in 0..QUOTA_LANES {
+        let Some(l) = newest.checked_sub(back) else {
+            break;
+        };
+        if l < oldest_live {
+            break;
+        }
+        let (word, _) = lane_pos(l);
+        sum += lane_count(state.lanes[word - 1], l);
+    }
+    sum
+}
+
 /// Moves the newest lane up to `lane` (clearing the lanes it reuses) and
 /// returns the newest lane, which may be ahead of `lane` (another CPU's clock).
 #[inline(always)]

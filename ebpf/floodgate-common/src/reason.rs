@@ -39,12 +39,18 @@ pub enum Reason {
     Unscoped = 14,
     /// Non-first IP fragment (no L4 header): limited by its source like any packet.
     Fragment = 15,
+    /// An `aggregate = true` rule's shared packets/s bucket empty.
+    AggregatePackets = 16,
+    /// An aggregate rule's shared new-connections/s bucket empty.
+    AggregateSyn = 17,
+    /// An aggregate rule's shared long-window quota spent.
+    AggregateQuota = 18,
 }
 
 impl Reason {
     /// Number of reason codes; `COUNTERS` has `Verdict::COUNT * COUNT` slots per
     /// interface slot.
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 19;
 
     pub const ALL: [Reason; Self::COUNT as usize] = [
         Reason::Ok,
@@ -63,6 +69,9 @@ impl Reason {
         Reason::NewSourceBudget,
         Reason::Unscoped,
         Reason::Fragment,
+        Reason::AggregatePackets,
+        Reason::AggregateSyn,
+        Reason::AggregateQuota,
     ];
 
     /// The stable snake_case name used in logs, JSON and metrics.
@@ -84,6 +93,9 @@ impl Reason {
             Reason::NewSourceBudget => "new_source_budget",
             Reason::Unscoped => "unscoped",
             Reason::Fragment => "fragment",
+            Reason::AggregatePackets => "aggregate_packets",
+            Reason::AggregateSyn => "aggregate_syn",
+            Reason::AggregateQuota => "aggregate_quota",
         }
     }
 
@@ -91,7 +103,8 @@ impl Reason {
         Self::ALL.get(v as usize).copied()
     }
 
-    /// True for the reasons that come from a limit being exceeded (and so may ban).
+    /// True for the reasons that come from a limit being exceeded (all but
+    /// the aggregate ones may ban).
     pub const fn is_limit(self) -> bool {
         matches!(
             self,
@@ -102,6 +115,18 @@ impl Reason {
                 | Reason::PrefixSyn
                 | Reason::Quota
                 | Reason::PrefixQuota
+                | Reason::AggregatePackets
+                | Reason::AggregateSyn
+                | Reason::AggregateQuota
+        )
+    }
+
+    /// True for an aggregate rule's shared budget: its drops never ban (the
+    /// source itself is within its own limits).
+    pub const fn is_aggregate(self) -> bool {
+        matches!(
+            self,
+            Reason::AggregatePackets | Reason::AggregateSyn | Reason::AggregateQuota
         )
     }
 
@@ -224,7 +249,7 @@ mod tests {
             );
         }
         assert_eq!(
-            iface_counter_index(MAX_IFACES, Verdict::WouldDrop, Reason::Fragment),
+            iface_counter_index(MAX_IFACES, Verdict::WouldDrop, Reason::AggregateQuota),
             COUNTER_ENTRIES - 1
         );
     }

@@ -13,7 +13,7 @@ use floodgate_common::{
 };
 
 use crate::{
-    ban_check,
+    aggregate, ban_check,
     bans::{ban, bans_possible, observed_pps},
     limits::limits,
     maps::{ALLOW, BLOCK, POLICIES, PORTS, RULES, SETTINGS},
@@ -211,7 +211,17 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
         return (Verdict::Pass, Reason::Ok);
     };
 
-    match limits(policy, src, pfx, pkt, len, now) {
+    let mut over = limits(policy, src, pfx, pkt, len, now);
+    // An aggregate rule's shared budget last (see `aggregate`).
+    if over.is_none() && policy.aggregate_slot != 0 {
+        over = match aggregate::charge(slot, pkt.syn, now) {
+            aggregate::ADMITTED => None,
+            r if r == Reason::AggregateSyn as u32 => Some(Reason::AggregateSyn),
+            r if r == Reason::AggregateQuota as u32 => Some(Reason::AggregateQuota),
+            _ => Some(Reason::AggregatePackets),
+        };
+    }
+    match over {
         None => {
             account(src, len, false);
             account(pfx, len, false);
@@ -238,7 +248,10 @@ pub fn decide(ctx: &XdpContext, sc: *mut Scratch, pkt: &Packet, len: u64) -> (Ve
             // A ban made here raises its prefix's horizon (in `ban`), so
             // the prefix's packets look bans up until it ends.
             let cause = reason as u32 | if monitor { BAN_WOULD } else { 0 };
-            if reason.is_prefix() {
+            if reason.is_aggregate() {
+                // The shared budget drops the excess and bans no one: the
+                // source is within its own limits.
+            } else if reason.is_prefix() {
                 if policy.prefix_ban_ns != 0 {
                     let pps = observed_pps(pfx, now);
                     ban(pfx_ban, policy.prefix_ban_ns, cause, pps, &pfx_place);

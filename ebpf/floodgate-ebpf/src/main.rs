@@ -13,6 +13,7 @@
     expect(internal_features, reason = "BPF atomics need the core intrinsics")
 )]
 
+mod aggregate;
 mod atomic;
 mod ban_check;
 mod bans;

@@ -8,9 +8,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use floodgate_common::{
-    AddrKey, Ban, BanKey, BlockEntry, COUNTER_ENTRIES, Counter, DEFAULT_LIST_CAPACITY,
-    DEFAULT_SOURCE_CAPACITY, EVENTS_BYTES, GlobalState, IFACE_SLOTS, IfaceName, MAX_IFINDEX,
-    MAX_POLICIES, MAX_PORTS, Meta, Policy, PortKey, Settings, Track6,
+    AddrKey, AggState, Ban, BanKey, BlockEntry, COUNTER_ENTRIES, Counter, DEFAULT_LIST_CAPACITY,
+    DEFAULT_SOURCE_CAPACITY, EVENTS_BYTES, GlobalState, IFACE_SLOTS, IfaceName, MAX_AGGREGATES,
+    MAX_IFINDEX, MAX_POLICIES, MAX_PORTS, Meta, Policy, PortKey, Settings, Track6,
     set_table::{Set, sets_for},
 };
 
@@ -25,6 +25,10 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 /// Policies: slot 0 default, rules after it.
 #[map]
 pub static POLICIES: Array<Policy> = Array::with_max_entries(MAX_POLICIES, 0);
+
+/// The shared state of each `aggregate = true` rule (`Policy::aggregate_slot`).
+#[map]
+pub static AGGREGATES: Array<AggState> = Array::with_max_entries(MAX_AGGREGATES, 0);
 
 /// Source CIDR → policy slot; most specific prefix wins.
 #[map]

@@ -6,6 +6,7 @@ mod config_cmd;
 mod detach;
 mod lists;
 mod render;
+mod rules;
 mod run;
 mod sets;
 mod show;

@@ -42,8 +42,12 @@ pub struct TopArgs {
     #[arg(long, value_enum, default_value_t = TopBy::Packets)]
     pub by: TopBy,
     /// List prefixes (IPv4 /24, IPv6 /64 by default) instead of sources.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rules")]
     pub prefixes: bool,
+    /// List the rules instead, with an aggregate rule's use of its shared
+    /// budget.
+    #[arg(long, conflicts_with = "watch")]
+    pub rules: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -266,6 +270,9 @@ pub async fn top(cli: &Cli, args: &TopArgs) -> Result<(), Failure> {
             ));
         }
         return super::top_watch::run(cli, args).await;
+    }
+    if args.rules {
+        return super::rules::print(cli, args.json).await;
     }
     let request = Request::Top {
         n: args.n,

@@ -2,6 +2,7 @@
 //! anything is applied: every problem is reported at once as
 //! `FILE:LINE:COL: what is wrong — how to fix it`.
 
+mod aggregate;
 mod crowdsec;
 mod fields;
 mod fit;
@@ -100,8 +101,20 @@ pub struct Rule {
     pub match_sets: Vec<String>,
     /// The rule's own mode; global monitor mode still applies to every rule.
     pub monitor: bool,
+    /// Each address's own limits (for an aggregate rule, `[limits]` with the
+    /// rule's `bytes` and `ban`).
     pub limits: SourceLimits,
     pub prefix: PrefixLimits,
+    /// `aggregate = true`: the budget everything the rule matches shares.
+    pub aggregate: Option<AggregateLimits>,
+}
+
+/// An aggregate rule's shared budget (each kind off when unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggregateLimits {
+    pub packets: Limit,
+    pub syn: Limit,
+    pub quota: Option<QuotaSpec>,
 }
 
 /// A validated configuration.

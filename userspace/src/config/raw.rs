@@ -105,6 +105,7 @@ pub struct RawRule {
     pub prefix_syn: S<String>,
     pub prefix_quota: S<String>,
     pub prefix_ban: S<String>,
+    pub aggregate: S<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

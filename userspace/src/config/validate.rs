@@ -197,7 +197,7 @@ impl Validator<'_> {
         }
     }
 
-    fn source_limits(
+    pub(super) fn source_limits(
         &mut self,
         at: &str,
         [packets, bytes, syn, quota, ban]: [&S<String>; 5],
@@ -248,6 +248,7 @@ impl Validator<'_> {
         let mut names = HashSet::new();
         let mut seen: BTreeMap<IpNet, String> = BTreeMap::new();
         let mut out = Vec::new();
+        let mut aggregates = 0;
         for (i, r) in raw.iter().enumerate() {
             let name = match &r.name {
                 Some(n) if !n.get_ref().trim().is_empty() => {
@@ -309,13 +310,22 @@ impl Validator<'_> {
                 }
             }
             let monitor = self.mode(&format!("{at}mode"), &r.mode).unwrap_or(false);
-            let limits = self.source_limits(
-                &at,
-                [&r.packets, &r.bytes, &r.syn, &r.quota, &r.ban],
-                [&r.packets_burst, &r.syn_burst],
-                &r.bytes_burst,
-                limits,
-            );
+            let (aggregate, limits) = match self.aggregate(&at, r, limits, aggregates) {
+                Some((budget, own)) => {
+                    aggregates += 1;
+                    (Some(budget), own)
+                }
+                None => (
+                    None,
+                    self.source_limits(
+                        &at,
+                        [&r.packets, &r.bytes, &r.syn, &r.quota, &r.ban],
+                        [&r.packets_burst, &r.syn_burst],
+                        &r.bytes_burst,
+                        limits,
+                    ),
+                ),
+            };
             let prefix = self.prefix_limits(
                 &format!("{at}prefix_"),
                 [
@@ -344,6 +354,7 @@ impl Validator<'_> {
                 monitor,
                 limits,
                 prefix,
+                aggregate,
             });
         }
         out

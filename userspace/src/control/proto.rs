@@ -132,6 +132,8 @@ pub enum Request {
     SetsRefresh {
         name: Option<String>,
     },
+    /// Each rule, and an aggregate rule's use of its shared budget.
+    Rules,
 }
 
 impl Request {
@@ -148,6 +150,7 @@ impl Request {
                 | Request::BansList
                 | Request::SetsList
                 | Request::SetsShow { .. }
+                | Request::Rules
         )
     }
 
@@ -179,6 +182,7 @@ impl Request {
             Request::SetsList => "sets list",
             Request::SetsShow { .. } => "sets show",
             Request::SetsRefresh { .. } => "sets refresh",
+            Request::Rules => "top --rules",
         }
     }
 }
@@ -193,6 +197,9 @@ pub enum Reply {
     Stats(Stats),
     Top {
         rows: Vec<TopRow>,
+    },
+    Rules {
+        rules: Vec<RuleRow>,
     },
     List {
         entries: Vec<ListEntry>,
@@ -331,4 +338,45 @@ pub struct BanRow {
     /// The remote decision's scenario.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<String>,
+}
+
+/// A rule as `top --rules` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuleRow {
+    pub name: String,
+    /// CIDRs it matches, those of its sets included.
+    pub cidrs: u64,
+    /// The sets in its `match` (by name, without the `@`).
+    pub sets: Vec<String>,
+    pub monitor: bool,
+    /// An `aggregate = true` rule's shared budget and its use.
+    pub aggregate: Option<AggregateUse>,
+}
+
+/// One shared budget, and how much of it is in use now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AggregateUse {
+    /// Packets/s, its burst and how many of the burst are left now.
+    pub packets: Option<BucketUse>,
+    /// New connections/s, likewise.
+    pub syn: Option<BucketUse>,
+    pub quota: Option<QuotaUse>,
+    /// Packets the budget admitted and refused (or would have, in monitor
+    /// mode) since the budget was set.
+    pub passed: u64,
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BucketUse {
+    pub per_second: f64,
+    pub burst: u64,
+    pub left: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QuotaUse {
+    pub limit: u64,
+    pub window_secs: u64,
+    pub used: u64,
 }

@@ -11,7 +11,7 @@ use aya::{
 };
 use floodgate_common::{
     Ban, BanKey, Counter, GlobalState, IfaceName, Settings, TrackState, maps,
-    previous::migrated_prefix,
+    previous::migrated_counter_index,
 };
 
 use crate::{
@@ -29,12 +29,16 @@ pub trait Layout {
     /// An old prefix entry as this layout keeps it, given the latest end of
     /// every ban the old maps hold.
     fn prefix(state: TrackState, latest_ban_ns: u64) -> TrackState;
+
+    /// Where entry `old` of the old `COUNTERS` is in the new one (None:
+    /// nowhere).
+    fn counter(old: u32) -> Option<u32>;
 }
 
 /// This binary's layout (a resize).
 pub struct Current;
-/// The previous layout version (an upgrade): the same maps, but its prefix
-/// entries hold no ban horizon (`floodgate_common::previous`).
+/// The previous layout version (an upgrade): the same tables, but fewer
+/// reasons in `COUNTERS` (`floodgate_common::previous`).
 pub struct Previous;
 
 impl Layout for Current {
@@ -53,6 +57,10 @@ impl Layout for Current {
     fn prefix(state: TrackState, _latest_ban_ns: u64) -> TrackState {
         state
     }
+
+    fn counter(old: u32) -> Option<u32> {
+        Some(old)
+    }
 }
 
 impl Layout for Previous {
@@ -60,8 +68,13 @@ impl Layout for Previous {
         Current::tracked(from, table)
     }
 
+    /// Layout 6 kept the same horizons.
     fn prefix(state: TrackState, latest_ban_ns: u64) -> TrackState {
-        migrated_prefix(state, latest_ban_ns)
+        Current::prefix(state, latest_ban_ns)
+    }
+
+    fn counter(old: u32) -> Option<u32> {
+        migrated_counter_index(old)
     }
 }
 
@@ -71,9 +84,9 @@ pub struct Copied {
     pub sources: u64,
     pub prefixes: u64,
     pub bans: u64,
-    /// The old counters as copied (per entry, per CPU): what the old program
-    /// counts after this is added at the finish.
-    pub counters: Vec<Vec<Counter>>,
+    /// The old counters as copied (old entry, new entry, per CPU): what the
+    /// old program counts after this is added at the finish.
+    pub counters: Vec<(u32, u32, Vec<Counter>)>,
 }
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
@@ -110,7 +123,7 @@ pub fn copy_all<L: Layout>(from: &Path, fg: &mut Floodgate) -> Result<Copied, Lo
         .max(settings.user_ban_horizon_ns);
     let sources = copy_tracked::<L>(from, fg, maps::SOURCES, |s| s)?;
     let prefixes = copy_tracked::<L>(from, fg, maps::PREFIXES, |s| L::prefix(s, latest_ban_ns))?;
-    let counters = copy_counters(from, fg)?;
+    let counters = copy_counters::<L>(from, fg)?;
     copy_array::<u32>(from, fg, maps::IFINDEX_SLOTS)?;
     copy_array::<IfaceName>(from, fg, maps::IFACE_NAMES)?;
     let mut m: Array<&mut MapData, GlobalState> = fg.typed_map(maps::GLOBAL_STATE)?;
@@ -194,17 +207,23 @@ fn old_counters(from: &Path) -> Result<PerCpuArray<MapData, Counter>, LoadError>
     PerCpuArray::try_from(Map::PerCpuArray(old(from, name)?)).map_err(map_err(name))
 }
 
-/// The per-CPU verdict × reason counters, entry by entry; returns what was
-/// copied.
-fn copy_counters(from: &Path, fg: &mut Floodgate) -> Result<Vec<Vec<Counter>>, LoadError> {
+/// The per-CPU verdict × reason counters, entry by entry, each to where
+/// the layout `L` puts it; returns what was copied.
+fn copy_counters<L: Layout>(
+    from: &Path,
+    fg: &mut Floodgate,
+) -> Result<Vec<(u32, u32, Vec<Counter>)>, LoadError> {
     let name = maps::COUNTERS;
     let old = old_counters(from)?;
     let mut new: PerCpuArray<&mut MapData, Counter> = fg.typed_map(name)?;
     let mut copied = Vec::new();
-    for i in 0..old.len().min(new.len()) {
+    for i in 0..old.len() {
+        let Some(to) = L::counter(i).filter(|to| *to < new.len()) else {
+            continue;
+        };
         let values = old.get(&i, 0).map_err(map_err(name))?;
-        copied.push(values.iter().copied().collect());
-        new.set(i, values, 0).map_err(map_err(name))?;
+        copied.push((i, to, values.iter().copied().collect()));
+        new.set(to, values, 0).map_err(map_err(name))?;
     }
     Ok(copied)
 }
@@ -217,14 +236,14 @@ fn copy_counters(from: &Path, fg: &mut Floodgate) -> Result<Vec<Vec<Counter>>, L
 pub fn add_late_counters(
     from: &Path,
     fg: &mut Floodgate,
-    copied: &[Vec<Counter>],
+    copied: &[(u32, u32, Vec<Counter>)],
 ) -> Result<u64, LoadError> {
     let name = maps::COUNTERS;
     let old = old_counters(from)?;
     let mut new: PerCpuArray<&mut MapData, Counter> = fg.typed_map(name)?;
     let mut late = 0;
-    for (i, before) in (0u32..).zip(copied) {
-        let now = old.get(&i, 0).map_err(map_err(name))?;
+    for (i, to, before) in copied {
+        let now = old.get(i, 0).map_err(map_err(name))?;
         let delta: Vec<Counter> = now
             .iter()
             .zip(before)
@@ -236,7 +255,7 @@ pub fn add_late_counters(
         if delta.iter().all(|d| d.packets == 0) {
             continue;
         }
-        let current = new.get(&i, 0).map_err(map_err(name))?;
+        let current = new.get(to, 0).map_err(map_err(name))?;
         let sum: Vec<Counter> = current
             .iter()
             .zip(&delta)
@@ -248,7 +267,7 @@ pub fn add_late_counters(
         late += delta.iter().map(|d| d.packets).sum::<u64>();
         let values = aya::maps::PerCpuValues::try_from(sum)
             .map_err(io_err(name, "PerCpuValues::try_from"))?;
-        new.set(i, values, 0).map_err(map_err(name))?;
+        new.set(*to, values, 0).map_err(map_err(name))?;
     }
     Ok(late)
 }

@@ -1,5 +1,6 @@
 //! Typed reads and writes of the program's maps.
 
+mod aggregates;
 mod horizon;
 pub(crate) mod set_view;
 mod tracked;

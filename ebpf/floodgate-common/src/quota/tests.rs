@@ -193,3 +193,42 @@ fn quota_new_rounds_the_lane_up_so_the_window_is_covered() {
         assert!(q.slot_ns >= 1);
     }
 }
+
+/// The words as the map value holds them.
+fn state_of(w: &Words) -> crate::QuotaState {
+    let mut s = crate::QuotaState {
+        newest_lane: w.load(0),
+        ..Default::default()
+    };
+    for i in 0..QUOTA_WORDS {
+        s.lanes[i] = w.load(i + 1);
+    }
+    s
+}
+
+proptest! {
+    /// `used_at` is what the quota holds against a packet at that moment:
+    /// exactly `limit - used` more packets then pass.
+    #[test]
+    fn used_at_is_what_a_packet_then_counts_against(
+        limit in 1u64..60,
+        window_ms in 70u64..5_000,
+        gaps in proptest::collection::vec(0u64..400, 1..200),
+        probe_ms in 0u64..10_000,
+    ) {
+        let q = Quota::new(limit, window_ms * MS);
+        let w = Words::default();
+        let mut now = 1_000 * MS;
+        for g in gaps {
+            now += g * MS;
+            let _ = take(&w, &q, now);
+        }
+        let at = now + probe_ms * MS;
+        let used = used_at(&state_of(&w), &q, at);
+        let mut more = 0;
+        while take(&w, &q, at).is_some() {
+            more += 1;
+        }
+        prop_assert_eq!(used.min(limit) + more, limit, "used {} then {} more", used, more);
+    }
+}

@@ -8,6 +8,7 @@ mod lifecycle;
 mod plan;
 pub mod queries;
 mod remote;
+mod rules;
 mod sets;
 
 pub use sets::{SetState, load_sets, nets_of};
@@ -320,6 +321,12 @@ impl Engine {
             )),
             Request::SetsShow { name } => Ok((self.set_entries(&name)?, After::Continue)),
             Request::SetsRefresh { name } => Self::done(self.refresh_sets(name)?),
+            Request::Rules => Ok((
+                Reply::Rules {
+                    rules: self.rule_rows()?,
+                },
+                After::Continue,
+            )),
         }
     }
 }

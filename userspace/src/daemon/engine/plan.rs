@@ -59,6 +59,8 @@ impl Engine {
     pub(super) fn apply_to(&mut self, base: u32) -> Result<(), DaemonError> {
         self.fg.sync_ports(&self.compiled.ports)?;
         let policies = self.compiled.policies.clone();
+        // The shared budgets before the policies that charge them.
+        self.fg.prepare_aggregates(&policies)?;
         self.fg.write_policies_at(base, &policies)?;
         let rules: Vec<_> = self
             .compiled

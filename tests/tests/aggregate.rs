@@ -11,7 +11,7 @@ use std::{net::IpAddr, time::Duration};
 use anyhow::{Context as _, Result, ensure};
 use floodgate_tests::{
     daemon::{DaemonLab, LIMITED, burst_through, n, to_crawler_side},
-    fleet::wait_for,
+    fleet::{scrape, wait_for},
     lab::traffic::{UdpSink, udp_send},
 };
 use serde_json::Value;
@@ -63,6 +63,7 @@ fn an_aggregate_rule_holds_a_whole_set_to_one_budget() -> Result<()> {
     let nets: String = (40..48).map(|t| format!("198.18.{t}.0/24\n")).collect();
     std::fs::write(&set, nets)?;
     let mut d = DaemonLab::new("aggr", BIN, &config(&set))?;
+    d.extra_args = vec!["--metrics".into(), "127.0.0.1:9470".into()];
     let link = d.links[0].clone();
     let addrs: Vec<String> = members().iter().map(|a| format!("{a}/32")).collect();
     d.crawler.add_addrs(&link.b_if, &addrs)?;
@@ -117,6 +118,23 @@ fn an_aggregate_rule_holds_a_whole_set_to_one_budget() -> Result<()> {
         n(&rule, &["aggregate", "packets", "left"]) <= refill + 2,
         "the budget is spent: {rule}"
     );
+
+    // The same in `status` and the metrics.
+    let status = d.json(&["status"])?;
+    assert_eq!(
+        status["aggregates"][0]["aggregate"]["passed"], through,
+        "{status}"
+    );
+    let metrics = scrape(&d.edge)?;
+    for line in [
+        format!("floodgate_aggregate_passed_packets_total{{rule=\"cloud\"}} {through}"),
+        format!(
+            "floodgate_aggregate_dropped_packets_total{{rule=\"cloud\"}} {}",
+            320 - through
+        ),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 
     // A source outside the set keeps its own limits (burst 50).
     assert_eq!(burst_through(&d, &sink, "198.18.1.2", 40)?, 40);

@@ -256,6 +256,10 @@ pub struct Status {
     /// The `[[set]]`s (absent from older daemons' replies).
     #[serde(default)]
     pub sets: Vec<SetRow>,
+    /// The `aggregate = true` rules and their budgets' use (absent from
+    /// older daemons' replies).
+    #[serde(default)]
+    pub aggregates: Vec<RuleRow>,
 }
 
 /// Kernel memory of the maps at their capacities (see `memory`).

@@ -369,6 +369,7 @@ mod tests {
             active_bans: None,
             crowdsec: None,
             sets: Vec::new(),
+            aggregates: Vec::new(),
         }
     }
 

@@ -136,6 +136,11 @@ impl Engine {
             active_bans: None,
             crowdsec: self.crowdsec.clone().map(Box::new),
             sets: self.set_rows(),
+            aggregates: self
+                .rule_rows()?
+                .into_iter()
+                .filter(|r| r.aggregate.is_some())
+                .collect(),
         })
     }
 }

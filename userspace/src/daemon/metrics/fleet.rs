@@ -7,7 +7,7 @@ use prometheus_client::{
 };
 
 use super::render::{Labels, labels};
-use crate::control::proto::{CrowdsecStatus, SetRow};
+use crate::control::proto::{CrowdsecStatus, RuleRow, SetRow};
 
 fn gauge(v: u64) -> Gauge {
     let g = Gauge::default();
@@ -127,5 +127,52 @@ pub fn register_sets(registry: &mut Registry, sets: &[SetRow]) {
         "refresh_errors",
         "Failed fetches or parses of each set since the start",
         errors,
+    );
+}
+
+/// Registers each aggregate rule's budget use under `floodgate_aggregate_*`.
+pub fn register_aggregates(registry: &mut Registry, rules: &[RuleRow]) {
+    if rules.is_empty() {
+        return;
+    }
+    let r = registry.sub_registry_with_prefix("aggregate");
+    let passed = Family::<Labels, Counter>::default();
+    let dropped = Family::<Labels, Counter>::default();
+    let left = Family::<Labels, Gauge>::default();
+    let quota = Family::<Labels, Gauge>::default();
+    let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for rule in rules {
+        let Some(a) = &rule.aggregate else {
+            continue;
+        };
+        let l = labels(&[("rule", &rule.name)]);
+        passed.get_or_create(&l).inc_by(a.passed);
+        dropped.get_or_create(&l).inc_by(a.dropped);
+        if let Some(b) = &a.packets {
+            left.get_or_create(&l).set(as_i64(b.left));
+        }
+        if let Some(q) = &a.quota {
+            quota.get_or_create(&l).set(as_i64(q.used));
+        }
+    }
+    r.register(
+        "passed_packets",
+        "Packets each aggregate rule's shared budget admitted since it was set",
+        passed,
+    );
+    r.register(
+        "dropped_packets",
+        "Packets each aggregate rule's shared budget refused (or would have, in monitor mode)",
+        dropped,
+    );
+    r.register(
+        "packets_left",
+        "Packets each aggregate rule's shared bucket admits at once now",
+        left,
+    );
+    r.register(
+        "quota_used",
+        "Packets each aggregate rule's shared quota counts now",
+        quota,
     );
 }

@@ -137,6 +137,7 @@ pub fn render(status: &Status, stats: &Stats, active_bans: u64) -> Result<String
         super::fleet::register(&mut registry, c);
     }
     super::fleet::register_sets(&mut registry, &status.sets);
+    super::fleet::register_aggregates(&mut registry, &status.aggregates);
 
     let mut out = String::new();
     encode(&mut out, &registry)?;
@@ -199,6 +200,7 @@ pub(super) mod tests {
             active_bans: Some(2),
             crowdsec: None,
             sets: Vec::new(),
+            aggregates: Vec::new(),
         };
         let names = [(1, "eth1".to_owned())];
         let stats = Stats::from_counters(&counters, false).with_interfaces(&counters, &names);
@@ -333,6 +335,7 @@ pub(super) mod tests {
             active_bans: None,
             crowdsec: None,
             sets: Vec::new(),
+            aggregates: Vec::new(),
         };
         let out = render(&status, &stats, 0).expect("renders");
         for line in [

@@ -11,6 +11,7 @@
 //! families; an IPv4 `/24` is the mapped prefix `/120`.
 #![no_std]
 
+pub mod aggregate;
 pub mod horizon;
 pub mod layout;
 pub mod limit;
@@ -21,6 +22,7 @@ pub mod quota;
 pub mod reason;
 pub mod set_table;
 
+pub use aggregate::{AggState, AggregateLimits};
 pub use layout::*;
 pub use reason::{
     COUNTER_ENTRIES, COUNTER_SLOTS, IFACE_SLOTS, MAX_IFACES, MAX_IFINDEX, Reason, Verdict,

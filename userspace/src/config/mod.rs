@@ -4,6 +4,7 @@
 
 mod aggregate;
 mod crowdsec;
+mod defaults;
 mod fields;
 mod fit;
 mod raw;

@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use serde_spanned::Spanned;
 
 use super::{
-    Capacity, Config, ConfigIssue, Escalation, Limit, PortSpec, PrefixLimits, QuotaSpec, RateSpec,
-    Rule, SourceLimits,
+    Capacity, Config, ConfigIssue, Escalation, Limit, PortSpec, PrefixLimits, RateSpec, Rule,
+    SourceLimits, defaults,
     raw::{NumOrStr, RawConfig, RawRule, S},
 };
 
@@ -122,7 +122,7 @@ impl Validator<'_> {
             [&l.packets, &l.bytes, &l.syn, &l.quota, &l.ban],
             [&l.packets_burst, &l.syn_burst],
             &l.bytes_burst,
-            &default_source_limits(),
+            &defaults::source_limits(),
         );
         let esc = l.ban_escalation.as_ref().map(Spanned::get_ref);
         let escalation = Escalation {
@@ -160,7 +160,7 @@ impl Validator<'_> {
             "prefix.",
             [&p.packets, &p.syn, &p.quota, &p.ban],
             [&p.packets_burst, &p.syn_burst],
-            &default_prefix_limits(),
+            &defaults::prefix_limits(),
         );
         let event_rate = self.rate("events.rate", &raw.events.rate, rate(100, SECOND), false);
 
@@ -358,47 +358,6 @@ impl Validator<'_> {
             });
         }
         out
-    }
-}
-
-/// Built-in defaults: the same values `default.toml` documents.
-fn default_source_limits() -> SourceLimits {
-    SourceLimits {
-        packets: Limit {
-            rate: rate(1000, SECOND),
-            burst: 2000,
-        },
-        bytes: Limit {
-            rate: rate(10 << 20, SECOND),
-            burst: 20 << 20,
-        },
-        syn: Limit {
-            rate: rate(50, SECOND),
-            burst: 100,
-        },
-        quota: Some(QuotaSpec {
-            limit: 200_000,
-            window: DAY,
-        }),
-        ban: Duration::from_secs(300),
-    }
-}
-
-fn default_prefix_limits() -> PrefixLimits {
-    PrefixLimits {
-        packets: Limit {
-            rate: rate(20_000, SECOND),
-            burst: 40_000,
-        },
-        syn: Limit {
-            rate: rate(500, SECOND),
-            burst: 1000,
-        },
-        quota: Some(QuotaSpec {
-            limit: 2_000_000,
-            window: DAY,
-        }),
-        ban: Duration::from_secs(300),
     }
 }
 

@@ -204,6 +204,30 @@ impl DaemonLab {
         self.daemon.start_in(&mut self.lab, &self.edge, &ifaces)
     }
 
+    /// Gives the crawler `addrs` (v4 and v6) as sources on its link to the
+    /// edge, and the edge's IPv4 address as a permanent neighbour: a flood
+    /// from many sources then needs no ARP from any of them.
+    pub fn add_crawler_sources(&self, addrs: &[std::net::IpAddr]) -> Result<()> {
+        let link = &self.links[0];
+        let cidrs: Vec<String> = addrs
+            .iter()
+            .map(|a| format!("{a}/{}", if a.is_ipv4() { 32 } else { 128 }))
+            .collect();
+        self.crawler.add_addrs(&link.b_if, &cidrs)?;
+        self.crawler.ip(&[
+            "neigh",
+            "replace",
+            "198.18.1.1",
+            "lladdr",
+            &link.a_mac,
+            "nud",
+            "permanent",
+            "dev",
+            &link.b_if,
+        ])?;
+        Ok(())
+    }
+
     /// Stops the daemon with `signal` (it leaves filtering in place).
     pub fn stop(&mut self, signal: Signal) -> Result<ExitStatus> {
         self.daemon.stop_in(&mut self.lab, signal)

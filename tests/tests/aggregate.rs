@@ -64,20 +64,7 @@ fn an_aggregate_rule_holds_a_whole_set_to_one_budget() -> Result<()> {
     std::fs::write(&set, nets)?;
     let mut d = DaemonLab::new("aggr", BIN, &config(&set))?;
     d.extra_args = vec!["--metrics".into(), "127.0.0.1:9470".into()];
-    let link = d.links[0].clone();
-    let addrs: Vec<String> = members().iter().map(|a| format!("{a}/32")).collect();
-    d.crawler.add_addrs(&link.b_if, &addrs)?;
-    d.crawler.ip(&[
-        "neigh",
-        "replace",
-        "198.18.1.1",
-        "lladdr",
-        &link.a_mac,
-        "nud",
-        "permanent",
-        "dev",
-        &link.b_if,
-    ])?;
+    d.add_crawler_sources(&members())?;
     d.start()?;
     let sink = UdpSink::bind(&d.edge, "0.0.0.0:9000".parse()?)?;
     wait_for(Duration::from_secs(5), "the set loaded", || {

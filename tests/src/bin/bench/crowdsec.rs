@@ -278,25 +278,8 @@ pub fn run() -> Result<Value> {
     )?;
     l.d.extra_args = vec!["--log-format".into(), "json".into()];
     let src = Sources::new();
-    let link = l.d.links[0].clone();
-    let addrs: Vec<String> = src
-        .all()
-        .iter()
-        .map(|a| format!("{a}/{}", if a.is_ipv4() { 32 } else { 128 }))
-        .collect();
-    l.d.crawler.add_addrs(&link.b_if, &addrs)?;
     // The crawler knows the edge's MAC: ARP from a covered source is never needed.
-    l.d.crawler.ip(&[
-        "neigh",
-        "replace",
-        "198.18.1.1",
-        "lladdr",
-        &link.a_mac,
-        "nud",
-        "permanent",
-        "dev",
-        &link.b_if,
-    ])?;
+    l.d.add_crawler_sources(&src.all())?;
     let dir = tempfile::tempdir()?;
     eprintln!("bench: loading {TOTAL} decisions into a CrowdSec LAPI");
     let load = cs_load::load(&l.lapi, &l.d.edge, dir.path())?;

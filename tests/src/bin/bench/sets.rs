@@ -225,30 +225,13 @@ pub fn run() -> Result<Value> {
     ))?;
     d.daemon.extra_args = vec!["--log-format".into(), "json".into()];
     let sources = sets_load::sources(&[&a, &b, &c], [12, 8, 6, 6]);
-    let link = d.links[0].clone();
-    let addrs: Vec<String> = sources
-        .iter()
-        .map(|s| s.addr())
-        .map(|a| format!("{a}/{}", if a.is_ipv4() { 32 } else { 128 }))
-        .collect();
-    d.crawler.add_addrs(&link.b_if, &addrs)?;
-    d.crawler.ip(&[
-        "neigh",
-        "replace",
-        "198.18.1.1",
-        "lladdr",
-        &link.a_mac,
-        "nud",
-        "permanent",
-        "dev",
-        &link.b_if,
-    ])?;
+    let addrs: Vec<IpAddr> = sources.iter().map(|s| s.addr()).collect();
+    d.add_crawler_sources(&addrs)?;
     let [v4, v6] = dual_stack_sinks(&d)?;
     let t0 = Instant::now();
     d.start()?;
     wait_loaded(&d, Duration::from_secs(30))?;
     let first_load_ms = ms(t0.elapsed());
-    let addrs: Vec<IpAddr> = sources.iter().map(|s| s.addr()).collect();
     let flood = Flood::start(&d.crawler, &addrs, FLOOD_PPS)?;
     std::thread::sleep(Duration::from_millis(500));
     ensure!(

@@ -68,6 +68,7 @@ const PACKAGES: &[(&str, &str)] = &[
         "install tests: systemd-analyze verify on the unit",
     ),
     ("crowdsec", "fleet tests: the CrowdSec Local API"),
+    ("redis-server", "fleet tests: fleet-wide quotas on Redis"),
 ];
 
 /// Read by crowdsec's postinst: a file with content there (even a comment)

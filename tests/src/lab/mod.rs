@@ -28,6 +28,7 @@ mod bpffs;
 pub mod crowdsec;
 mod edge;
 mod ns;
+pub mod redis;
 pub mod traffic;
 
 pub use bpffs::BpfFs;

@@ -5,4 +5,5 @@
 
 pub mod backoff;
 pub mod crowdsec;
+pub mod redis;
 pub mod tls;

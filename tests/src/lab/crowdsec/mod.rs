@@ -156,7 +156,7 @@ impl Drop for Lapi {
 }
 
 /// 198.18.0.0/15 or fd00::/8.
-fn is_lab_addr(addr: IpAddr) -> bool {
+pub(crate) fn is_lab_addr(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
